@@ -1,0 +1,49 @@
+"""Command line: `latentwire eval [--config FILE] [section.field=value ...]`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EPILOG = """Overrides use dotted names, e.g. data.n=50 eval.methods=[text,embed_raw] eval.budgets=[32]
+receivers=smollm2-135m,qwen2.5-coder-0.5b (an offline name, a Hugging Face id or a local directory)."""
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from latentwire.config import load_config
+    from latentwire.eval.harness import evaluate
+    from latentwire.eval.report import markdown_table
+
+    config = load_config(args.config, args.overrides)
+    rows = evaluate(config, progress=not args.quiet)
+    print(markdown_table(rows))
+    print(f"\nwrote {config.eval.out_dir}/metrics.json, predictions.jsonl, results.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; every expected failure becomes one line on stderr and exit code 2."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("LATENTWIRE_ONLINE") != "1" else None
+    parser = argparse.ArgumentParser(prog="latentwire", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data")]:
+        sub = commands.add_parser(name, help=help_text, epilog=EPILOG)
+        sub.add_argument("--config", help="YAML file overriding the defaults")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        sub.add_argument("overrides", nargs="*", help="section.field=value")
+        sub.set_defaults(handler=handler)
+    args = parser.parse_args(argv)
+    from latentwire.errors import USER_ERRORS
+
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:
+        print(f"latentwire: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("latentwire: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

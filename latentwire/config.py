@@ -1,0 +1,195 @@
+"""One configuration object for the CLI, the trainer and the evaluator.
+
+Defaults live in the dataclasses below; a YAML file overrides only what differs, and
+`section.field=value` strings on the command line override both. Unknown keys are errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+@dataclass
+class ReceiverConfig:
+    """One frozen LLM that reads the prompt (or, later, the latent)."""
+
+    name: str = "smollm2"
+    """Short name used in tables and file names."""
+    model: str = "smollm2-135m"
+    """Offline registry name (smollm2-135m, qwen2.5-coder-0.5b), Hugging Face id or local directory."""
+    dtype: str = "float32"
+    """Weights dtype: float32, bfloat16 or float16."""
+
+
+@dataclass
+class DataConfig:
+    """Where QA examples come from."""
+
+    source: str = "squad"
+    """squad (official JSON layout), squad_hub (datasets hub), hotpotqa (distractor JSON) or jsonl."""
+    path: str = ""
+    """File for squad / hotpotqa / jsonl; empty means the SQuAD slice shipped in the package."""
+    split: str = "validation"
+    """train or validation: split by whole articles (validation = the last 40 articles)."""
+    n: int = 100
+    """Number of examples to use (0 = all)."""
+    seed: int = 0
+    """Seed of the sample drawn when n is smaller than the split."""
+    max_context_chars: int = 4000
+    """Longer contexts are cut at a word boundary (HotpotQA paragraphs are joined first)."""
+
+
+@dataclass
+class PromptConfig:
+    """How a receiver is prompted: the same for every method and for training."""
+
+    instruction: str = "Answer the question with a short phrase copied from the context."
+    """Instruction placed before the context inside the user turn."""
+    anchor: str = "Answer:"
+    """Text right before the answer (inside the assistant turn when a chat template exists)."""
+    use_chat_template: bool = True
+    """Use the receiver's chat template where it has one; plain text otherwise."""
+    bos: str = "model"
+    """BOS policy: model (the tokenizer's own add_bos_token), always or never."""
+
+
+@dataclass
+class EvalConfig:
+    """Baseline and latent evaluation."""
+
+    methods: list[str] = field(default_factory=lambda: ["text", "token_budget", "embed_raw", "embed_anchor"])
+    """Methods to run, from latentwire.eval.methods.METHODS."""
+    budgets: list[int] = field(default_factory=lambda: [16, 32, 64])
+    """M values: token budget for question + context (token_budget)."""
+    batch_size: int = 8
+    """Examples per forward pass."""
+    max_new_tokens: int = 16
+    """Fixed greedy generation length (never derived from the gold answer)."""
+    out_dir: str = "runs/eval"
+    """Where metrics.json, predictions.jsonl and results.md are written."""
+    threads: int = 0
+    """torch CPU threads (0 = torch default)."""
+
+
+@dataclass
+class Config:
+    """Everything a run needs."""
+
+    receivers: list[ReceiverConfig] = field(default_factory=lambda: [
+        ReceiverConfig(name="smollm2", model="smollm2-135m"),
+        ReceiverConfig(name="qwen", model="qwen2.5-coder-0.5b"),
+    ])
+    data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Turn a YAML/CLI value into the field's declared type, or raise ConfigError."""
+    origin = get_origin(hint)
+    if hint is ReceiverConfig and isinstance(value, str):  # receivers=smollm2-135m,qwen2.5-coder-0.5b
+        value = {"name": value.split("/")[-1].split("-")[0].lower(), "model": value}
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(hint, value, where)
+    if origin is list:
+        (inner,) = get_args(hint)
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() in {"true", "1", "yes"}:
+                return True
+            if value.lower() in {"false", "0", "no"}:
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+    if hint is str:
+        return "" if value is None else str(value)
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`eval.batch_size=4` -> {"eval": {"batch_size": 4}} (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.field=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: dict[str, Any] = {}
+    cursor = node
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return node
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- YAML file at `path` <- dotted `overrides`; unknown keys raise ConfigError."""
+    values = dataclasses.asdict(Config())
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+        if "receivers" in loaded:  # a list replaces the default list whole
+            values["receivers"] = []
+        values = _merge(values, loaded)
+    for text in overrides:
+        override = parse_override(text)
+        if "receivers" in override:
+            values["receivers"] = []
+        values = _merge(values, override)
+    return _build(Config, values, "")
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as JSON beside a run's outputs."""
+    Path(path).write_text(json.dumps(config.to_dict(), indent=2))

@@ -1,0 +1,112 @@
+"""Batched greedy generation with the KV cache, then teacher-forced scoring of the gold answer.
+
+The gold answer is fed only after generation has finished, into a cache cropped back to the
+prompt, so nothing derived from it can reach the generated text.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from latentwire.eval.methods import PromptInput
+from latentwire.llm.loader import Receiver
+
+
+def cache_kwarg(model, cache) -> dict:
+    """`{name: cache}` under the keyword this transformers version's forward takes for the KV cache."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+@dataclass
+class BatchOutput:
+    """Per-example results of one batch (lists of length B)."""
+
+    generated: list[list[int]]       # generated ids, stop token excluded
+    first_top5: list[list[int]]      # top-5 ids of the first decoding step
+    answer_nll: list[list[float]]    # per-token NLL (nats) of each gold answer's ids
+    prefill_seconds: float           # the whole batch's prefill
+    total_seconds: float             # prefill + decoding + scoring
+
+
+def left_pad(prompts: list[PromptInput], receiver: Receiver, pad_id: int) -> dict[str, torch.Tensor]:
+    """Model inputs for a batch, left-padded: input_ids [B, T] or inputs_embeds [B, T, d], with masks."""
+    device, length = receiver.device, max(p.length for p in prompts)
+    mask = torch.zeros(len(prompts), length, dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompts):
+        mask[row, length - prompt.length:] = 1
+    if all(p.ids is not None for p in prompts):
+        ids = torch.full((len(prompts), length), pad_id, dtype=torch.long, device=device)
+        for row, prompt in enumerate(prompts):
+            ids[row, length - prompt.length:] = torch.tensor(prompt.ids, device=device)
+        inputs = {"input_ids": ids}
+    else:
+        embeds = [p.embeds if p.embeds is not None else
+                  receiver.embed(torch.tensor([p.ids], device=device))[0] for p in prompts]
+        batch = embeds[0].new_zeros(len(prompts), length, embeds[0].shape[-1])
+        for row, rows in enumerate(embeds):
+            batch[row, length - rows.shape[0]:] = rows
+        inputs = {"inputs_embeds": batch}
+    return {**inputs, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+
+
+@torch.no_grad()
+def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: list[list[int]],
+                       max_new_tokens: int, stop_ids: list[int], pad_id: int) -> BatchOutput:
+    """Greedy-decode `max_new_tokens` for each prompt, then score `answers` [B][n_b] teacher-forced."""
+    model = receiver.model
+    start = time.perf_counter()
+    inputs = left_pad(prompts, receiver, pad_id)
+    mask, positions = inputs["attention_mask"], inputs["position_ids"]
+    out = model(**inputs, use_cache=True, logits_to_keep=1)
+    prefill_seconds = time.perf_counter() - start
+    first_logits = out.logits[:, -1].float()                                    # [B, V]
+    cache, prompt_length = out.past_key_values, mask.shape[1]
+    stop = torch.tensor(stop_ids, device=mask.device)
+    token = first_logits.argmax(-1)                                              # [B]
+    done = torch.zeros_like(token, dtype=torch.bool)
+    generated: list[list[int]] = [[] for _ in prompts]
+    for step in range(max_new_tokens):
+        done |= torch.isin(token, stop)
+        for row in (~done).nonzero().flatten().tolist():
+            generated[row].append(int(token[row]))
+        if done.all() or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        positions = positions[:, -1:] + 1
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=positions,
+                    **cache_kwarg(model, cache), use_cache=True)
+        token = out.logits[:, -1].argmax(-1)
+    extra = cache.get_seq_length() - prompt_length
+    if extra > 0:
+        cache.crop(-extra)  # drop the generated tokens: score the answer after the prompt alone
+    nll = _answer_nll(model, cache, first_logits, inputs["attention_mask"], inputs["position_ids"],
+                      answers, pad_id)
+    return BatchOutput(generated=generated, first_top5=first_logits.topk(5, dim=-1).indices.tolist(),
+                       answer_nll=nll, prefill_seconds=prefill_seconds,
+                       total_seconds=time.perf_counter() - start)
+
+
+def _answer_nll(model, cache, first_logits: torch.Tensor, prompt_mask: torch.Tensor,
+                prompt_positions: torch.Tensor, answers: list[list[int]], pad_id: int) -> list[list[float]]:
+    """Per-token NLL of each answer given the cached prompt; token 0 is scored by `first_logits`."""
+    batch, longest = len(answers), max(len(a) for a in answers)
+    device = first_logits.device
+    ids = torch.full((batch, longest), pad_id, dtype=torch.long, device=device)
+    answer_mask = torch.zeros(batch, longest, dtype=torch.long, device=device)
+    for row, answer in enumerate(answers):
+        ids[row, :len(answer)] = torch.tensor(answer, device=device)
+        answer_mask[row, :len(answer)] = 1
+    logits = first_logits[:, None]                                               # [B, 1, V]
+    if longest > 1:
+        mask = torch.cat([prompt_mask, answer_mask[:, :-1]], dim=1)
+        positions = prompt_positions[:, -1:] + torch.arange(1, longest, device=device)
+        out = model(input_ids=ids[:, :-1], attention_mask=mask, position_ids=positions,
+                    **cache_kwarg(model, cache), use_cache=True)
+        logits = torch.cat([logits, out.logits.float()], dim=1)                  # [B, n, V]
+    token_nll = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none")  # [B, n]
+    return [token_nll[row, :len(answer)].tolist() for row, answer in enumerate(answers)]

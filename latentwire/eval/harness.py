@@ -1,0 +1,164 @@
+"""Evaluation harness: every receiver x method over the same examples, metrics per design notes §4."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from latentwire.config import Config, save_config
+from latentwire.data.examples import QAExample
+from latentwire.data.loaders import iter_batches, load_examples
+from latentwire.eval.generation import generate_and_score
+from latentwire.eval.methods import METHODS, PromptInput
+from latentwire.eval.report import markdown_table
+from latentwire.eval.squad_metrics import best_em_f1
+from latentwire.llm.loader import Receiver, load_receiver
+from latentwire.prompt import PromptBuilder
+
+ROW_KEYS = ("receiver", "method", "M", "n", "em", "f1", "firsttok1", "firsttok5", "nll", "prompt_tokens",
+            "text_bytes", "text_bytes_zstd", "sec_per_example")
+
+
+@dataclass
+class MethodRun:
+    """The result of one (receiver, method, M) over all examples."""
+
+    row: dict
+    predictions: list[dict] = field(default_factory=list)
+
+
+def clean_prediction(text: str) -> str:
+    """The generated answer up to its first line break, stripped."""
+    return text.strip().split("\n")[0].strip()
+
+
+def run_method(receiver: Receiver, builder: PromptBuilder, examples: list[QAExample], method: str,
+               budget: int, batch_size: int, max_new_tokens: int, progress: bool = True) -> MethodRun:
+    """Evaluate one method on `examples`; returns the metrics row and per-example predictions."""
+    spec = METHODS[method]
+    tokenizer = receiver.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.stop_ids[0]
+    prompts = [spec.build(e, receiver, builder, budget) for e in examples]
+    gold_ids = [builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
+    order = sorted(range(len(examples)), key=lambda i: prompts[i].length)  # less padding per batch
+    label = f"{receiver.name}/{method}" + (f"@{budget}" if spec.uses_budget else "")
+    records: dict[int, dict] = {}
+    prefill = total = 0.0
+    for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress,
+                            leave=False):
+        out = generate_and_score(receiver, [prompts[i] for i in index_batch], [gold_ids[i] for i in index_batch],
+                                 max_new_tokens, builder.stop_ids, pad_id)
+        prefill += out.prefill_seconds
+        total += out.total_seconds
+        for j, i in enumerate(index_batch):
+            records[i] = _score(examples[i], prompts[i], gold_ids[i], out.generated[j], out.first_top5[j],
+                                out.answer_nll[j], tokenizer.decode(out.generated[j], skip_special_tokens=True))
+    predictions = [records[i] for i in range(len(examples))]
+    n = len(predictions)
+    mean = lambda key: sum(p[key] for p in predictions) / n  # noqa: E731
+    row = {"receiver": receiver.name, "method": method, "M": budget if spec.uses_budget else None, "n": n,
+           "em": mean("em"), "f1": mean("f1"), "firsttok1": mean("firsttok1"), "firsttok5": mean("firsttok5"),
+           "nll": sum(sum(p["nll"]) for p in predictions) / sum(len(p["nll"]) for p in predictions),
+           "prompt_tokens": mean("prompt_tokens"), "text_bytes": mean("text_bytes"),
+           "text_bytes_zstd": mean("text_bytes_zstd"), "prefill_sec_per_example": prefill / n,
+           "sec_per_example": total / n}
+    for p in predictions:
+        p.update(receiver=receiver.name, method=method, M=row["M"])
+    return MethodRun(row=row, predictions=predictions)
+
+
+def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generated: list[int],
+           top5: list[int], nll: list[float], text: str) -> dict:
+    prediction = clean_prediction(text)
+    em, f1 = best_em_f1(prediction, example.answers)
+    return {"id": example.id, "prediction": prediction, "generated_ids": generated, "answers": list(example.answers),
+            "em": em, "f1": f1, "firsttok1": float(gold_ids[0] == top5[0]), "firsttok5": float(gold_ids[0] in top5),
+            "nll": nll, "prompt_tokens": prompt.length, "text_bytes": prompt.text_bytes,
+            "text_bytes_zstd": prompt.text_bytes_zstd}
+
+
+def method_grid(config: Config) -> list[tuple[str, int]]:
+    """(method, M) pairs to run: budget methods once per M, the others once (M = 0)."""
+    unknown = [m for m in config.eval.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown eval method(s) {unknown}; known: {sorted(METHODS)}")
+    return [(m, budget) for m in config.eval.methods
+            for budget in (config.eval.budgets if METHODS[m].uses_budget else [0])]
+
+
+def _done_rows(path: Path) -> list[dict]:
+    """Rows already written by an earlier, interrupted run of the same out_dir."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill: that row is simply run again
+            break
+    return rows
+
+
+def agreement(predictions_path: Path, receiver: str, method: str, reference: str = "text") -> float | None:
+    """Fraction of examples whose generated ids under `method` equal those under `reference`."""
+    generated: dict[str, dict[str, list[int]]] = {method: {}, reference: {}}
+    with open(predictions_path) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["receiver"] == receiver and record["method"] in generated:
+                generated[record["method"]][record["id"]] = record["generated_ids"]
+    shared = set(generated[method]) & set(generated[reference])
+    if not shared:
+        return None
+    return sum(generated[method][i] == generated[reference][i] for i in shared) / len(shared)
+
+
+def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None) -> list[dict]:
+    """Run every receiver x method of `config`; write metrics.json, predictions.jsonl, results.md.
+
+    Rows are appended to `rows.jsonl` as they finish, so a rerun into the same out_dir with the
+    same config skips the (receiver, method, M) rows already done.
+    """
+    if config.eval.threads:
+        torch.set_num_threads(config.eval.threads)
+    grid = method_grid(config)
+    examples, report = load_examples(config.data.source, config.data.path, config.data.split, config.data.n,
+                                     config.data.seed, config.data.max_context_chars)
+    out_dir = Path(config.eval.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / "config.json"
+    if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
+        for stale in ("rows.jsonl", "predictions.jsonl"):  # another config: start over
+            (out_dir / stale).unlink(missing_ok=True)
+    save_config(config, config_path)
+    rows_path, predictions_path = out_dir / "rows.jsonl", out_dir / "predictions.jsonl"
+    rows = _done_rows(rows_path)
+    done = {(r["receiver"], r["method"], r["M"]) for r in rows}
+    started = time.perf_counter()
+    for spec in config.receivers:
+        todo = [(m, b) for m, b in grid if (spec.name, m, b if METHODS[m].uses_budget else None) not in done]
+        if not todo:
+            continue
+        receiver = (receivers or {}).get(spec.name) or load_receiver(spec.model, spec.name, spec.dtype)
+        builder = PromptBuilder(receiver.tokenizer, config.prompt, receiver.name)
+        for method, budget in todo:
+            result = run_method(receiver, builder, examples, method, budget, config.eval.batch_size,
+                                config.eval.max_new_tokens, progress)
+            result.row["load_seconds"] = receiver.load_seconds
+            with open(predictions_path, "a") as handle:
+                handle.writelines(json.dumps(p) + "\n" for p in result.predictions)
+            with open(rows_path, "a") as handle:
+                handle.write(json.dumps(result.row) + "\n")
+            rows.append(result.row)
+    for row in rows:
+        if row["method"] != "text" and row["M"] is None:
+            row["agree_with_text"] = agreement(predictions_path, row["receiver"], row["method"])
+    metrics = {"rows": rows, "data": {"source": config.data.source, "split": config.data.split, **report.as_dict()},
+               "n_examples": len(examples), "seconds": time.perf_counter() - started}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "results.md").write_text(markdown_table(rows) + "\n")
+    return rows
