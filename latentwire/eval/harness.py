@@ -103,6 +103,23 @@ def _done_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _keep_predictions_of(path: Path, done: set) -> None:
+    """Drop predictions of rows that did not finish (a kill between the two writes)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and _row_key(line) in done]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _row_key(line: str) -> tuple | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record["receiver"], record["method"], record["M"]
+
+
 def agreement(predictions_path: Path, receiver: str, method: str, reference: str = "text") -> float | None:
     """Fraction of examples whose generated ids under `method` equal those under `reference`."""
     generated: dict[str, dict[str, list[int]]] = {method: {}, reference: {}}
@@ -138,6 +155,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     rows_path, predictions_path = out_dir / "rows.jsonl", out_dir / "predictions.jsonl"
     rows = _done_rows(rows_path)
     done = {(r["receiver"], r["method"], r["M"]) for r in rows}
+    _keep_predictions_of(predictions_path, done)
     started = time.perf_counter()
     for spec in config.receivers:
         todo = [(m, b) for m, b in grid if (spec.name, m, b if METHODS[m].uses_budget else None) not in done]
