@@ -81,6 +81,96 @@ class EvalConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """The sender's encoder: text -> latent Z [M, d_z]."""
+
+    kind: str = "byte"
+    """byte, mean_pool or lm_perceiver (see latentwire.encoders.ENCODERS)."""
+    M: int = 32
+    """Number of latent slots."""
+    d_z: int = 16
+    """Width of each slot on the wire."""
+    width: int = 128
+    """Internal width of the trainable encoder."""
+    layers: int = 2
+    """Transformer / Perceiver layers of the trainable encoder."""
+    heads: int = 4
+    """Attention heads of the trainable encoder."""
+    max_input: int = 1024
+    """Longest input the encoder reads (bytes for byte, tokens otherwise); longer input is cut."""
+    source_model: str = "smollm2-135m"
+    """Frozen LM whose token embeddings (mean_pool) or hidden states (lm_perceiver) feed the encoder."""
+    source_layer: int = 20
+    """Hidden-state layer of source_model read by lm_perceiver."""
+    private_slots: int = 0
+    """Slots per receiver that only that receiver reads (0 = all M slots shared)."""
+
+
+@dataclass
+class WireConfig:
+    """Quantisation of the latent into the packet."""
+
+    bits: int = 4
+    """Bit width the model is trained for (16 = fp16, 8, 6, 4)."""
+    group_size: int = 32
+    """Values sharing one fp16 scale."""
+    eval_bits: list[int] = field(default_factory=lambda: [16, 8, 6, 4])
+    """Bit widths the latent evaluation sends at."""
+
+
+@dataclass
+class LossConfig:
+    """Training losses, all from one forward pass per receiver."""
+
+    K: int = 4
+    """Teacher-forced answer tokens scored."""
+    first_token_weight: float = 1.0
+    """Extra weight of the first answer token's CE."""
+    ce_weight: float = 1.0
+    """Weight of the K-token CE."""
+    kd_weight: float = 0.5
+    """Weight of KL(teacher || student) from the same receiver prompted with the full text (0 = off)."""
+    kd_tau: float = 2.0
+    """KD temperature (the loss is scaled by tau^2)."""
+    kd_top_k: int = 32
+    """Teacher distributions are cached as their top-k (renormalised)."""
+
+
+@dataclass
+class TrainConfig:
+    """The trainer."""
+
+    steps: int = 200
+    """Optimizer steps."""
+    batch_size: int = 8
+    """Examples per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 1e-3
+    """Peak learning rate (cosine schedule after warm-up)."""
+    warmup: int = 20
+    """Warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    clip: float = 1.0
+    """Gradient norm clip."""
+    seed: int = 0
+    """Seed of initialisation and of the example order."""
+    n_train: int = 2000
+    """Training examples drawn from data (train split)."""
+    mixed_precision: str = "no"
+    """no, bf16 or fp16 (accelerate); bf16 on GPU."""
+    log_every: int = 10
+    """Steps between log lines."""
+    save_every: int = 50
+    """Steps between checkpoints."""
+    out_dir: str = "runs/train"
+    """Checkpoints, log.jsonl and the resolved config."""
+    max_bad_steps: int = 10
+    """Stop after this many steps with a non-finite loss or gradient."""
+
+
+@dataclass
 class Config:
     """Everything a run needs."""
 
@@ -91,6 +181,12 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    wire: WireConfig = field(default_factory=WireConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: str = ""
+    """A trained LatentWire checkpoint directory: enables the latent eval methods."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

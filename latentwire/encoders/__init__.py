@@ -1,0 +1,25 @@
+"""Encoders: text -> latent Z [B, M, d_z]. Each has `featurize(text) -> [T, ...]` (frozen, cacheable
+per example) and `forward(features [B, T, ...], mask [B, T]) -> Z`."""
+from __future__ import annotations
+
+from torch import nn
+
+from latentwire.config import EncoderConfig
+from latentwire.encoders.byte_encoder import ByteEncoder
+from latentwire.encoders.source_encoders import LMPerceiverEncoder, MeanPoolEncoder
+
+ENCODERS: dict[str, type[nn.Module]] = {
+    "byte": ByteEncoder,
+    "mean_pool": MeanPoolEncoder,
+    "lm_perceiver": LMPerceiverEncoder,
+}
+
+
+def build_encoder(config: EncoderConfig, source=None) -> nn.Module:
+    """The encoder named by `config.kind`; `source` is the frozen source LM where the kind needs one."""
+    if config.kind not in ENCODERS:
+        raise ValueError(f"encoder.kind must be one of {sorted(ENCODERS)}, got {config.kind!r}")
+    cls = ENCODERS[config.kind]
+    if cls.frozen_features and source is None:
+        raise ValueError(f"encoder.kind={config.kind} needs a source LM (encoder.source_model)")
+    return cls(config, source)

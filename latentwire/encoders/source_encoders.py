@@ -1,0 +1,69 @@
+"""Encoders that read a frozen source LM: its token embeddings (mean_pool) or hidden states (lm_perceiver)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latentwire.config import EncoderConfig
+from latentwire.encoders.blocks import Resampler
+from latentwire.llm.loader import Receiver
+
+
+class MeanPoolEncoder(nn.Module):
+    """Source-LM token embeddings averaged over M contiguous spans, then a linear map to d_z."""
+
+    frozen_features = True
+
+    def __init__(self, config: EncoderConfig, source: Receiver):
+        super().__init__()
+        self.source, self.M, self.max_input = source, config.M, config.max_input
+        d_source = source.model.get_input_embeddings().weight.shape[1]
+        self.project = nn.Sequential(nn.LayerNorm(d_source), nn.Linear(d_source, config.d_z))
+
+    @torch.no_grad()
+    def featurize(self, text: str) -> torch.Tensor:
+        """Frozen token embeddings [T, d_source] of `text` under the source LM."""
+        ids = self.source.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_input] or [0]
+        return self.source.embed(torch.tensor([ids], device=self.source.device))[0].float()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
+        return self.project(span_means(features, mask, self.M))
+
+
+def span_means(features: torch.Tensor, mask: torch.Tensor, M: int) -> torch.Tensor:
+    """Mean of each example's real positions split into M contiguous spans: [B, T, d] -> [B, M, d]."""
+    lengths = mask.sum(-1, keepdim=True).clamp(min=1)                          # [B, 1]
+    positions = torch.arange(features.shape[1], device=features.device)[None]  # [1, T]
+    slot = (positions * M) // lengths                                          # [B, T]
+    weights = torch.nn.functional.one_hot(slot.clamp(max=M - 1), M).float() * mask[..., None]  # [B, T, M]
+    weights = weights / weights.sum(1, keepdim=True).clamp(min=1)
+    return torch.einsum("btm,btd->bmd", weights, features)
+
+
+class LMPerceiverEncoder(nn.Module):
+    """Hidden states of one layer of a frozen causal LM, resampled by a Perceiver stack to M slots."""
+
+    frozen_features = True
+
+    def __init__(self, config: EncoderConfig, source: Receiver):
+        super().__init__()
+        self.source, self.layer, self.max_input = source, config.source_layer, config.max_input
+        n_layers = source.model.config.num_hidden_layers
+        if not 0 <= config.source_layer <= n_layers:
+            raise ValueError(f"encoder.source_layer must be in [0, {n_layers}] for {source.name}")
+        d_source = source.model.config.hidden_size
+        self.project = nn.Linear(d_source, config.width)
+        self.resampler = Resampler(config.M, config.width, config.heads, config.layers, config.d_z)
+
+    @torch.no_grad()
+    def featurize(self, text: str) -> torch.Tensor:
+        """Frozen hidden states [T, d_source] of layer `source_layer` for `text`."""
+        ids = self.source.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_input] or [0]
+        out = self.source.model(input_ids=torch.tensor([ids], device=self.source.device),
+                                output_hidden_states=True, logits_to_keep=1)
+        return out.hidden_states[self.layer][0].float()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
+        return self.resampler(self.project(features), mask)

@@ -1,0 +1,94 @@
+"""The LatentWire model: encoder -> latent Z -> (wire) -> per-receiver adapter -> receiver embeddings.
+
+Only the encoder and the adapters are trainable; receivers are frozen and addressed by name.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+from latentwire.adapters import Adapter, embedding_rms
+from latentwire.config import Config
+from latentwire.encoders import build_encoder
+from latentwire.encoders.blocks import pad_features
+from latentwire.llm.loader import Receiver
+from latentwire.prompt import format_content
+from latentwire.wire import decode_latent, encode_latent, fake_quantize
+
+
+class LatentWire(nn.Module):
+    """Encoder plus one adapter per receiver; `receivers` maps name -> frozen Receiver (not saved)."""
+
+    def __init__(self, config: Config, receivers: dict[str, Receiver], source: Receiver | None = None):
+        super().__init__()
+        enc = config.encoder
+        self.config = config
+        self.receiver_names = [r.name for r in config.receivers]
+        missing = [n for n in self.receiver_names if n not in receivers]
+        if missing:
+            raise ValueError(f"LatentWire needs loaded receivers {missing}")
+        self.total_slots = enc.M + enc.private_slots * len(self.receiver_names)
+        self.encoder = build_encoder(_with_slots(enc, self.total_slots), source)
+        self.adapters = nn.ModuleDict({
+            name: Adapter(enc.d_z, receivers[name].model.config.hidden_size,
+                          embedding_rms(receivers[name].model.get_input_embeddings().weight))
+            for name in self.receiver_names})
+
+    def slots_of(self, name: str) -> list[int]:
+        """Latent slot indices receiver `name` reads: the shared M, then its private block."""
+        shared, private = self.config.encoder.M, self.config.encoder.private_slots
+        index = self.receiver_names.index(name)
+        return list(range(shared)) + list(range(shared + index * private, shared + (index + 1) * private))
+
+    def featurize(self, question: str, context: str) -> torch.Tensor:
+        """The encoder's frozen per-example features of one prompt (cacheable)."""
+        return self.encoder.featurize(format_content(question, context))
+
+    def latent(self, features: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:
+        """Z [B, total_slots, d_z] from per-example features, quantised as the wire will (straight-through)."""
+        batch, mask = pad_features([f.to(self.device) for f in features])
+        z = self.encoder(batch, mask)
+        return fake_quantize(z, bits or self.config.wire.bits, self.config.wire.group_size)
+
+    def receiver_embeds(self, name: str, z: torch.Tensor) -> torch.Tensor:
+        """Z [B, slots, d_z] -> receiver `name`'s calibrated input embeddings [B, M_r, d_model]."""
+        return self.adapters[name](z[:, self.slots_of(name)])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def checkpoint_id(self) -> bytes:
+        """8 bytes identifying these trained weights (stamped into every packet)."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().float().cpu().numpy().tobytes())
+        return digest.digest()[:8]
+
+    @torch.no_grad()
+    def encode(self, question: str, context: str, bits: int | None = None) -> bytes:
+        """Sender side: one prompt -> a wire packet (bytes)."""
+        z = self.latent([self.featurize(question, context)], bits)[0]
+        return encode_latent(z.cpu(), bits or self.config.wire.bits, self.config.wire.group_size,
+                             self._id())
+
+    def decode(self, packet: bytes) -> torch.Tensor:
+        """Receiver side: a packet -> Z [slots, d_z]; refuses packets of another checkpoint or shape."""
+        z = decode_latent(packet, expected_checkpoint_id=self._id())
+        if tuple(z.shape) != (self.total_slots, self.config.encoder.d_z):
+            raise ValueError(f"packet latent shape {tuple(z.shape)} does not match this model's "
+                             f"{(self.total_slots, self.config.encoder.d_z)}")
+        return z.to(self.device)
+
+    def _id(self) -> bytes:
+        if not hasattr(self, "_cached_id") or self.training:
+            self._cached_id = self.checkpoint_id()
+        return self._cached_id
+
+
+def _with_slots(encoder_config, slots: int):
+    from dataclasses import replace
+    return replace(encoder_config, M=slots)

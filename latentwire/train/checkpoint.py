@@ -1,0 +1,113 @@
+"""Checkpoints: safetensors + JSON only, written atomically (temporary dir, then rename).
+
+    <out_dir>/checkpoints/step-000200/{model.safetensors, optimizer.safetensors, state.json, config.json}
+    <out_dir>/checkpoints/latest      name of the newest complete checkpoint
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, tampered with or made for another model."""
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {f"{index}.{key}": (value if torch.is_tensor(value) else torch.tensor(value)).contiguous()
+               for index, entry in state["state"].items() for key, value in entry.items()}
+    return tensors, state["param_groups"]
+
+
+def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    state: dict, config: dict) -> Path:
+    """Write checkpoint `step` under root/checkpoints atomically and point `latest` at it."""
+    folder = Path(root) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"step-{step:06d}"
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(staging / "model.safetensors"))
+        if optimizer is not None:
+            tensors, groups = _optimizer_tensors(optimizer)
+            save_file({k: v.cpu() for k, v in tensors.items()}, str(staging / "optimizer.safetensors"))
+            state = {**state, "param_groups": groups}
+        (staging / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        for path in staging.iterdir():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer = folder / ".latest.tmp"
+    pointer.write_text(target.name)
+    os.replace(pointer, folder / "latest")
+    return target
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint under root/checkpoints, or None."""
+    pointer = Path(root) / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return None
+    target = pointer.parent / pointer.read_text().strip()
+    return target if (target / "state.json").is_file() else None
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of a checkpoint, or CheckpointError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file missing: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"corrupt checkpoint file {path}: {str(error).splitlines()[0]}") from None
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, or CheckpointError naming it (no pickle is ever read)."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file missing: {path}") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"corrupt checkpoint file {path}: {str(error).splitlines()[0]}") from None
+
+
+def load_model_weights(model: torch.nn.Module, folder: Path) -> None:
+    """Load model.safetensors into `model`, refusing missing, extra or mis-shaped tensors."""
+    path = Path(folder) / "model.safetensors"
+    tensors = read_tensors(path)
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        raise CheckpointError(f"{path} does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}, "
+                              f"wrong shape {wrong[:3]}")
+    model.load_state_dict(tensors)
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, param_groups: list[dict]) -> None:
+    """Restore optimizer state written by save_checkpoint."""
+    tensors = read_tensors(Path(folder) / "optimizer.safetensors")
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"optimizer state in {folder} does not fit: {error}") from None

@@ -1,0 +1,82 @@
+"""Training items: frozen encoder features, K-token answer targets and cached teacher distributions.
+
+Everything here is computed once per example, before training, so that a training step costs only
+the encoder and the receivers on prefix + M + anchor + K positions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from latentwire.config import LossConfig
+from latentwire.data.examples import LoadReport, QAExample
+from latentwire.data.loaders import iter_batches
+from latentwire.llm.loader import Receiver
+from latentwire.prompt import AlignmentError, PromptBuilder, format_content
+
+
+@dataclass
+class TrainItem:
+    """One example ready for training."""
+
+    example: QAExample
+    features: torch.Tensor                                   # encoder input features [T, ...]
+    targets: dict[str, list[int]] = field(default_factory=dict)   # receiver -> first K answer ids
+    teacher: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # ids, logits [K, k]
+
+
+@torch.no_grad()
+def teacher_top_k(receiver: Receiver, builder: PromptBuilder, contents: list[str], targets: list[list[int]],
+                  K: int, top_k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Top-k logits of the receiver prompted with the full text at the first K answer positions.
+
+    Rows are [left padding | prompt | answer[:K-1] | right padding], so position k of every row
+    predicts answer token k whatever the lengths. Returns per example (ids, logits), each [K, top_k].
+    """
+    device = receiver.device
+    pad = receiver.tokenizer.pad_token_id if receiver.tokenizer.pad_token_id is not None else builder.stop_ids[0]
+    prompts = [builder.prompt_ids(c) for c in contents]
+    length = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), length + K - 1), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for row, (prompt, target) in enumerate(zip(prompts, targets)):
+        answer = target[:K - 1]
+        ids[row, length - len(prompt):length] = torch.tensor(prompt, device=device)
+        ids[row, length:length + len(answer)] = torch.tensor(answer, dtype=torch.long, device=device)
+        mask[row, length - len(prompt):length + len(answer)] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    keep = torch.arange(length - 1, length - 1 + K, device=device)
+    logits = receiver.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
+                            use_cache=False).logits.float()                                # [B, K, V]
+    top = logits.topk(top_k, dim=-1)
+    return [(top.indices[row].cpu(), top.values[row].cpu()) for row in range(len(prompts))]
+
+
+def build_items(examples: list[QAExample], featurize, receivers: dict[str, Receiver],
+                builders: dict[str, PromptBuilder], loss: LossConfig, batch_size: int = 8,
+                progress: bool = True) -> tuple[list[TrainItem], LoadReport]:
+    """TrainItems for `examples`; examples whose answer cannot be aligned for a receiver are skipped."""
+    report, items = LoadReport(), []
+    for example in tqdm(examples, desc="features", disable=not progress, leave=False):
+        content = format_content(example.question, example.context)
+        targets = {}
+        try:
+            for name, builder in builders.items():
+                targets[name] = builder.answer_ids(content, example.answers[0])[: loss.K]
+        except AlignmentError as error:
+            report.skip(f"answer alignment: {str(error)[:80]}", example.id)
+            continue
+        items.append(TrainItem(example, featurize(example.question, example.context), targets))
+        report.kept += 1
+    if loss.kd_weight > 0:
+        for name, receiver in receivers.items():
+            for batch in tqdm(list(iter_batches(items, batch_size)), desc=f"teacher {name}", disable=not progress,
+                              leave=False):
+                contents = [format_content(i.example.question, i.example.context) for i in batch]
+                tops = teacher_top_k(receiver, builders[name], contents, [i.targets[name] for i in batch],
+                                     loss.K, loss.kd_top_k)
+                for item, top in zip(batch, tops):
+                    item.teacher[name] = top
+    return items, report

@@ -1,0 +1,46 @@
+"""The training objective of one micro-batch: one latent, every receiver, CE + KD from one forward each."""
+from __future__ import annotations
+
+import torch
+
+from latentwire.config import LossConfig
+from latentwire.latent_inputs import answer_logits
+from latentwire.llm.loader import Receiver
+from latentwire.losses import k_token_ce, kd_kl
+from latentwire.prompt import PromptBuilder
+from latentwire.system import LatentWire
+from latentwire.train.features import TrainItem
+
+
+def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer ids [B][<=K] -> (ids [B, K] right-padded with pad_id, mask [B, K])."""
+    ids = torch.full((len(targets), K), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros(len(targets), K, device=device)
+    for row, target in enumerate(targets):
+        ids[row, :len(target)] = torch.tensor(target[:K], device=device)
+        mask[row, :len(target)] = 1
+    return ids, mask
+
+
+def batch_loss(system: LatentWire, receivers: dict[str, Receiver], builders: dict[str, PromptBuilder],
+               items: list[TrainItem], loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss (scalar) and its parts per receiver for one micro-batch of items."""
+    z = system.latent([item.features for item in items])                       # [B, slots, d_z]
+    total, parts = z.new_zeros(()), {}
+    for name, receiver in receivers.items():
+        device = receiver.device
+        pad = builders[name].stop_ids[0]
+        targets, mask = pad_targets([item.targets[name] for item in items], loss.K, pad, device)
+        embeds = system.receiver_embeds(name, z).to(device)
+        logits = answer_logits(receiver, builders[name], embeds, targets)       # [B, K, V]
+        ce = k_token_ce(logits, targets, mask, loss.first_token_weight)
+        total = total + loss.ce_weight * ce
+        parts[f"{name}/ce"] = ce.item()
+        parts[f"{name}/first_tok_acc"] = (logits[:, 0].argmax(-1) == targets[:, 0]).float().mean().item()
+        if loss.kd_weight > 0 and all(name in item.teacher for item in items):
+            top_ids = torch.stack([item.teacher[name][0] for item in items]).to(device)
+            top_logits = torch.stack([item.teacher[name][1] for item in items]).to(device)
+            kd = kd_kl(logits, top_ids, top_logits, mask, loss.kd_tau)
+            total = total + loss.kd_weight * kd
+            parts[f"{name}/kd"] = kd.item()
+    return total, parts

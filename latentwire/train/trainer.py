@@ -1,0 +1,142 @@
+"""The training loop (accelerate): one latent, every receiver, one optimizer step at a time.
+
+Resumes from the newest checkpoint in train.out_dir after a kill: the example order is a pure
+function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm import tqdm
+
+from latentwire.config import Config
+from latentwire.data.loaders import load_examples
+from latentwire.llm.loader import Receiver, load_receiver
+from latentwire.prompt import PromptBuilder
+from latentwire.system import LatentWire
+from latentwire.train.checkpoint import latest_checkpoint, load_model_weights, load_optimizer, read_json, save_checkpoint
+from latentwire.train.features import TrainItem, build_items
+from latentwire.train.objective import batch_loss
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (too many non-finite steps, no usable data)."""
+
+
+def learning_rate(step: int, config: Config) -> float:
+    """Linear warm-up to train.lr, then cosine decay to 10% of it at train.steps."""
+    t = config.train
+    if step < t.warmup:
+        return t.lr * (step + 1) / t.warmup
+    progress = min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))
+    return t.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def micro_batch(items: list[TrainItem], step: int, micro: int, config: Config, rank: int = 0,
+                world: int = 1) -> list[TrainItem]:
+    """The examples of micro-batch `micro` of optimizer step `step` (a pure function, for exact resume)."""
+    size = config.train.batch_size
+    start = ((step * config.train.grad_accum + micro) * world + rank) * size
+    batch = []
+    for position in range(start, start + size):
+        epoch, offset = divmod(position, len(items))
+        order = list(range(len(items)))
+        random.Random(config.train.seed * 1_000_003 + epoch).shuffle(order)
+        batch.append(items[order[offset]])
+    return batch
+
+
+def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: torch.device | None = None):
+    """Load receivers, builders and the source LM, build the LatentWire model (untrained)."""
+    loaded = dict(receivers or {})
+    for spec in config.receivers:
+        if spec.name not in loaded:
+            loaded[spec.name] = load_receiver(spec.model, spec.name, spec.dtype)
+    if device is not None:
+        for receiver in loaded.values():
+            receiver.model.to(device)
+    builders = {name: PromptBuilder(r.tokenizer, config.prompt, name) for name, r in loaded.items()}
+    source = None
+    if config.encoder.kind != "byte":
+        source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None) \
+            or load_receiver(config.encoder.source_model, "source")
+        if device is not None:
+            source.model.to(device)
+    set_seed(config.train.seed)
+    system = LatentWire(config, {s.name: loaded[s.name] for s in config.receivers}, source)
+    return system, {s.name: loaded[s.name] for s in config.receivers}, builders
+
+
+def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,
+          stop_after: int | None = None) -> Path:
+    """Train per `config`; returns the newest checkpoint directory. `stop_after` ends early (tests)."""
+    t = config.train
+    accelerator = Accelerator(mixed_precision=t.mixed_precision)
+    system, receivers, builders = setup(config, receivers, accelerator.device)
+    out = Path(t.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
+                                          t.seed, config.data.max_context_chars)
+    items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
+                                     progress=progress and accelerator.is_main_process)
+    if not items:
+        raise TrainingError(f"no usable training examples: {item_report.as_dict()['skipped']}")
+    optimizer = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=t.lr,
+                                  weight_decay=t.weight_decay)
+    step, bad_steps = 0, 0
+    resume = latest_checkpoint(out)
+    if resume is not None:
+        state = read_json(resume / "state.json")
+        load_model_weights(system, resume)
+        load_optimizer(optimizer, resume, state["param_groups"])
+        step, bad_steps = state["step"], state.get("bad_steps", 0)
+    system, optimizer = accelerator.prepare(system, optimizer)
+    model = accelerator.unwrap_model(system)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    (out / "data_report.json").write_text(json.dumps({"data": data_report.as_dict(),
+                                                      "alignment": item_report.as_dict()}, indent=2))
+    bar = tqdm(total=t.steps, initial=step, desc="train", disable=not (progress and accelerator.is_main_process))
+    while step < t.steps and (stop_after is None or step < stop_after):
+        started = time.perf_counter()
+        torch.manual_seed(t.seed * 7919 + step)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, config)
+        parts: dict[str, float] = {}
+        total = 0.0
+        for micro in range(t.grad_accum):
+            batch = micro_batch(items, step, micro, config, accelerator.process_index, accelerator.num_processes)
+            with accelerator.autocast():
+                loss, parts = batch_loss(model, receivers, builders, batch, config.loss)
+            accelerator.backward(loss / t.grad_accum)
+            total += loss.item() / t.grad_accum
+        norm = accelerator.clip_grad_norm_(system.parameters(), t.clip)
+        if math.isfinite(total) and torch.isfinite(torch.as_tensor(norm)).item():
+            optimizer.step()
+        else:
+            bad_steps += 1
+            if bad_steps > t.max_bad_steps:
+                raise TrainingError(f"stopped: {bad_steps} steps with a non-finite loss or gradient "
+                                    f"(train.max_bad_steps={t.max_bad_steps})")
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        if accelerator.is_main_process and (step % t.log_every == 0 or step == t.steps):
+            record = {"step": step, "loss": total, "lr": learning_rate(step - 1, config), "grad_norm": float(norm),
+                      "bad_steps": bad_steps, "sec_per_step": time.perf_counter() - started, **parts}
+            with open(out / "log.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{total:.3f}")
+        if accelerator.is_main_process and (step % t.save_every == 0 or step == t.steps):
+            save_checkpoint(out, step, model, optimizer, {"bad_steps": bad_steps,
+                                                          "checkpoint_id": model.checkpoint_id().hex()},
+                            config.to_dict())
+        accelerator.wait_for_everyone()
+    bar.close()
+    return latest_checkpoint(out)
