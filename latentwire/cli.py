@@ -1,4 +1,4 @@
-"""Command line: `latentwire eval [--config FILE] [section.field=value ...]`."""
+"""Command line: `latentwire {eval,train} [--config FILE] [section.field=value ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -21,12 +21,24 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from latentwire.config import load_config
+    from latentwire.train.trainer import train
+
+    config = load_config(args.config, args.overrides)
+    checkpoint = train(config, progress=not args.quiet)
+    print(f"trained {config.train.steps} steps; newest checkpoint: {checkpoint}")
+    print(f"evaluate it with: latentwire eval checkpoint={checkpoint} eval.methods=[text,latent]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; every expected failure becomes one line on stderr and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("LATENTWIRE_ONLINE") != "1" else None
     parser = argparse.ArgumentParser(prog="latentwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data")]:
+    for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data"),
+                                     ("train", _train, "train the encoder and adapters (resumes in train.out_dir)")]:
         sub = commands.add_parser(name, help=help_text, epilog=EPILOG)
         sub.add_argument("--config", help="YAML file overriding the defaults")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -286,6 +286,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return _build(Config, values, "")
 
 
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """A Config from a (saved) dict; unknown keys raise ConfigError."""
+    return _build(Config, _merge(dataclasses.asdict(Config()), values), "")
+
+
 def save_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as JSON beside a run's outputs."""
     Path(path).write_text(json.dumps(config.to_dict(), indent=2))

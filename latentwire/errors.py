@@ -3,5 +3,9 @@ from latentwire.config import ConfigError
 from latentwire.data.loaders import DataError
 from latentwire.llm.offline import OfflineModelError
 from latentwire.prompt import AlignmentError, PromptError
+from latentwire.train.checkpoint import CheckpointError
+from latentwire.train.trainer import TrainingError
+from latentwire.wire import PacketError
 
-USER_ERRORS = (ConfigError, DataError, OfflineModelError, AlignmentError, PromptError, ValueError, OSError)
+USER_ERRORS = (ConfigError, DataError, OfflineModelError, AlignmentError, PromptError, CheckpointError,
+               PacketError, TrainingError, ValueError, OSError)

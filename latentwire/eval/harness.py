@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from latentwire.config import Config, save_config
 from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches, load_examples
 from latentwire.eval.generation import generate_and_score
-from latentwire.eval.methods import METHODS, PromptInput
+from latentwire.eval.methods import METHODS, MethodContext, PromptInput
 from latentwire.eval.report import markdown_table
 from latentwire.eval.squad_metrics import best_em_f1
 from latentwire.llm.loader import Receiver, load_receiver
@@ -36,16 +37,19 @@ def clean_prediction(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
-def run_method(receiver: Receiver, builder: PromptBuilder, examples: list[QAExample], method: str,
-               budget: int, batch_size: int, max_new_tokens: int, progress: bool = True) -> MethodRun:
+def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
+               max_new_tokens: int, progress: bool = True) -> MethodRun:
     """Evaluate one method on `examples`; returns the metrics row and per-example predictions."""
     spec = METHODS[method]
+    receiver, builder = ctx.receiver, ctx.builder
     tokenizer = receiver.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.stop_ids[0]
-    prompts = [spec.build(e, receiver, builder, budget) for e in examples]
+    prompts = [spec.build(e, ctx) for e in examples]
     gold_ids = [builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
     order = sorted(range(len(examples)), key=lambda i: prompts[i].length)  # less padding per batch
-    label = f"{receiver.name}/{method}" + (f"@{budget}" if spec.uses_budget else "")
+    budget = ctx.budget if spec.uses_budget else None
+    bits = ctx.bits if spec.uses_bits else None
+    label = f"{receiver.name}/{method}" + (f"@{budget}" if budget else "") + (f"@{bits}bit" if bits else "")
     records: dict[int, dict] = {}
     prefill = total = 0.0
     for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress,
@@ -60,15 +64,30 @@ def run_method(receiver: Receiver, builder: PromptBuilder, examples: list[QAExam
     predictions = [records[i] for i in range(len(examples))]
     n = len(predictions)
     mean = lambda key: sum(p[key] for p in predictions) / n  # noqa: E731
-    row = {"receiver": receiver.name, "method": method, "M": budget if spec.uses_budget else None, "n": n,
+    row = {"receiver": receiver.name, "method": method, "M": budget, "bits": bits, "n": n,
            "em": mean("em"), "f1": mean("f1"), "firsttok1": mean("firsttok1"), "firsttok5": mean("firsttok5"),
            "nll": sum(sum(p["nll"]) for p in predictions) / sum(len(p["nll"]) for p in predictions),
            "prompt_tokens": mean("prompt_tokens"), "text_bytes": mean("text_bytes"),
            "text_bytes_zstd": mean("text_bytes_zstd"), "prefill_sec_per_example": prefill / n,
-           "sec_per_example": total / n}
+           "sec_per_example": total / n, **diagnostics(prompts, predictions, tokenizer)}
     for p in predictions:
-        p.update(receiver=receiver.name, method=method, M=row["M"])
+        p.update(receiver=receiver.name, method=method, M=budget, bits=bits)
     return MethodRun(row=row, predictions=predictions)
+
+
+def diagnostics(prompts: list[PromptInput], predictions: list[dict], tokenizer) -> dict:
+    """Collapse checks: first generated token histogram (top 5) and, for latents, wire bytes and the
+    mean pairwise cosine similarity of latents across examples."""
+    firsts = Counter(tokenizer.decode(p["generated_ids"][:1]) for p in predictions)
+    out = {"first_token_top5": [[token, count / len(predictions)] for token, count in firsts.most_common(5)]}
+    latents = [p.latent.flatten().float() for p in prompts if p.latent is not None]
+    if latents:
+        unit = torch.nn.functional.normalize(torch.stack(latents), dim=-1)
+        similarity = unit @ unit.T
+        n = len(latents)
+        out["latent_cosine"] = ((similarity.sum() - n) / max(1, n * (n - 1))).item()
+        out["wire_bytes"] = sum(p.wire_bytes for p in prompts) / len(prompts)
+    return out
 
 
 def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generated: list[int],
@@ -81,13 +100,14 @@ def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generat
             "text_bytes_zstd": prompt.text_bytes_zstd}
 
 
-def method_grid(config: Config) -> list[tuple[str, int]]:
-    """(method, M) pairs to run: budget methods once per M, the others once (M = 0)."""
+def method_grid(config: Config) -> list[tuple[str, int | None, int | None]]:
+    """(method, M, bits) to run: budget methods once per M, latent methods once per wire.eval_bits."""
     unknown = [m for m in config.eval.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown eval method(s) {unknown}; known: {sorted(METHODS)}")
-    return [(m, budget) for m in config.eval.methods
-            for budget in (config.eval.budgets if METHODS[m].uses_budget else [0])]
+    return [(m, budget, bits) for m in config.eval.methods
+            for budget in (config.eval.budgets if METHODS[m].uses_budget else [None])
+            for bits in (config.wire.eval_bits if METHODS[m].uses_bits else [None])]
 
 
 def _done_rows(path: Path) -> list[dict]:
@@ -117,7 +137,7 @@ def _row_key(line: str) -> tuple | None:
         record = json.loads(line)
     except json.JSONDecodeError:
         return None
-    return record["receiver"], record["method"], record["M"]
+    return record["receiver"], record["method"], record["M"], record.get("bits")
 
 
 def agreement(predictions_path: Path, receiver: str, method: str, reference: str = "text") -> float | None:
@@ -154,18 +174,25 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     save_config(config, config_path)
     rows_path, predictions_path = out_dir / "rows.jsonl", out_dir / "predictions.jsonl"
     rows = _done_rows(rows_path)
-    done = {(r["receiver"], r["method"], r["M"]) for r in rows}
+    done = {(r["receiver"], r["method"], r["M"], r.get("bits")) for r in rows}
     _keep_predictions_of(predictions_path, done)
     started = time.perf_counter()
+    receivers = dict(receivers or {})
+    system = None
+    if any(METHODS[m].uses_bits for m, _, _ in grid):
+        from latentwire.train.load import load_trained
+        system = load_trained(config.checkpoint, receivers)
     for spec in config.receivers:
-        todo = [(m, b) for m, b in grid if (spec.name, m, b if METHODS[m].uses_budget else None) not in done]
+        todo = [(m, b, k) for m, b, k in grid if (spec.name, m, b, k) not in done]
         if not todo:
             continue
-        receiver = (receivers or {}).get(spec.name) or load_receiver(spec.model, spec.name, spec.dtype)
+        receiver = receivers.get(spec.name) or load_receiver(spec.model, spec.name, spec.dtype)
+        receivers[spec.name] = receiver
         builder = PromptBuilder(receiver.tokenizer, config.prompt, receiver.name)
-        for method, budget in todo:
-            result = run_method(receiver, builder, examples, method, budget, config.eval.batch_size,
-                                config.eval.max_new_tokens, progress)
+        for method, budget, bits in todo:
+            ctx = MethodContext(receiver, builder, budget or 0, bits or 16, system)
+            result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
+                                progress)
             result.row["load_seconds"] = receiver.load_seconds
             with open(predictions_path, "a") as handle:
                 handle.writelines(json.dumps(p) + "\n" for p in result.predictions)
@@ -173,7 +200,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
                 handle.write(json.dumps(result.row) + "\n")
             rows.append(result.row)
     for row in rows:
-        if row["method"] != "text" and row["M"] is None:
+        if row["method"] != "text" and row["M"] is None and row.get("bits") is None:
             row["agree_with_text"] = agreement(predictions_path, row["receiver"], row["method"])
     metrics = {"rows": rows, "data": {"source": config.data.source, "split": config.data.split, **report.as_dict()},
                "n_examples": len(examples), "seconds": time.perf_counter() - started}

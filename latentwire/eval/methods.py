@@ -13,6 +13,7 @@ import torch
 import zstandard
 
 from latentwire.data.examples import QAExample
+from latentwire.latent_inputs import latent_prompt_embeds
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import PromptBuilder, format_content
 
@@ -28,10 +29,23 @@ class PromptInput:
     embeds: torch.Tensor | None = None
     text_bytes: int = 0              # UTF-8 bytes the sender transmits (question + context)
     text_bytes_zstd: int = 0         # the same, zstd level 19
+    wire_bytes: int | None = None    # bytes of the packet actually sent (latent methods)
+    latent: torch.Tensor | None = None  # the decoded latent [slots, d_z] (latent methods; diagnostics)
 
     @property
     def length(self) -> int:
         return len(self.ids) if self.ids is not None else int(self.embeds.shape[0])
+
+
+@dataclass
+class MethodContext:
+    """What a method may use to build one example's prompt (never the gold answers)."""
+
+    receiver: Receiver
+    builder: PromptBuilder
+    budget: int = 0                  # token_budget: M
+    bits: int = 16                   # latent: the bit width sent
+    system: object | None = None     # latent: the trained LatentWire model
 
 
 def message_bytes(question: str, context: str) -> tuple[int, int]:
@@ -40,31 +54,43 @@ def message_bytes(question: str, context: str) -> tuple[int, int]:
     return len(message), len(_ZSTD.compress(message))
 
 
-def _text(example: QAExample, receiver: Receiver, builder: PromptBuilder, budget: int) -> PromptInput:
+def _text(example: QAExample, ctx: MethodContext) -> PromptInput:
     content = format_content(example.question, example.context)
-    return PromptInput(content, ids=builder.prompt_ids(content), **_bytes(example.question, example.context))
+    return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, example.context))
 
 
-def _token_budget(example: QAExample, receiver: Receiver, builder: PromptBuilder, budget: int) -> PromptInput:
-    context = builder.truncate_context(example.question, example.context, budget)
+def _token_budget(example: QAExample, ctx: MethodContext) -> PromptInput:
+    context = ctx.builder.truncate_context(example.question, example.context, ctx.budget)
     content = format_content(example.question, context)
-    return PromptInput(content, ids=builder.prompt_ids(content), **_bytes(example.question, context))
+    return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, context))
 
 
 @torch.no_grad()
-def _embed_raw(example: QAExample, receiver: Receiver, builder: PromptBuilder, budget: int) -> PromptInput:
-    prompt = _text(example, receiver, builder, budget)
-    ids = torch.tensor([prompt.ids], device=receiver.device)
-    return PromptInput(prompt.content, embeds=receiver.embed(ids)[0], text_bytes=prompt.text_bytes,
+def _embed_raw(example: QAExample, ctx: MethodContext) -> PromptInput:
+    prompt = _text(example, ctx)
+    ids = torch.tensor([prompt.ids], device=ctx.receiver.device)
+    return PromptInput(prompt.content, embeds=ctx.receiver.embed(ids)[0], text_bytes=prompt.text_bytes,
                        text_bytes_zstd=prompt.text_bytes_zstd)
 
 
 @torch.no_grad()
-def _embed_anchor(example: QAExample, receiver: Receiver, builder: PromptBuilder, budget: int) -> PromptInput:
+def _embed_anchor(example: QAExample, ctx: MethodContext) -> PromptInput:
     content = format_content(example.question, example.context)
-    prefix, body, anchor = builder.segment_ids(content)
-    ids = torch.tensor([prefix + body + anchor], device=receiver.device)
-    return PromptInput(content, embeds=receiver.embed(ids)[0], **_bytes(example.question, example.context))
+    prefix, body, anchor = ctx.builder.segment_ids(content)
+    ids = torch.tensor([prefix + body + anchor], device=ctx.receiver.device)
+    return PromptInput(content, embeds=ctx.receiver.embed(ids)[0], **_bytes(example.question, example.context))
+
+
+@torch.no_grad()
+def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
+    if ctx.system is None:
+        raise ValueError("eval method 'latent' needs a trained model: set checkpoint=<checkpoint dir>")
+    packet = ctx.system.encode(example.question, example.context, ctx.bits)
+    z = ctx.system.decode(packet)                                              # [slots, d_z]
+    embeds = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
+    embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, embeds)[0]
+    return PromptInput(format_content(example.question, example.context), embeds=embeds,
+                       wire_bytes=len(packet), latent=z.cpu(), **_bytes(example.question, example.context))
 
 
 def _bytes(question: str, context: str) -> dict[str, int]:
@@ -77,8 +103,9 @@ class Method:
     """A named way of prompting; `uses_budget` methods run once per M in eval.budgets."""
 
     name: str
-    build: Callable[[QAExample, Receiver, PromptBuilder, int], PromptInput]
+    build: Callable[[QAExample, MethodContext], PromptInput]
     uses_budget: bool = False
+    uses_bits: bool = False
     description: str = ""
 
 
@@ -89,4 +116,6 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("embed_raw", _embed_raw, description="the receiver's own embeddings of the text prompt"),
     Method("embed_anchor", _embed_anchor,
            description="prefix + content embedded separately as the latent path will, then the anchor"),
+    Method("latent", _latent, uses_bits=True,
+           description="the trained latent, sent as a packet at each wire.eval_bits, through the adapter"),
 ]}

@@ -1,0 +1,160 @@
+"""The interlingua on tiny random receivers: encoders, adapters, losses, KD positions, training, eval."""
+import json
+
+import pytest
+import torch
+
+from latentwire.adapters import Adapter
+from latentwire.config import LossConfig, PromptConfig, load_config
+from latentwire.data.loaders import load_examples
+from latentwire.encoders import ENCODERS
+from latentwire.eval.harness import evaluate
+from latentwire.latent_inputs import answer_logits, latent_prompt_embeds
+from latentwire.losses import k_token_ce, kd_kl
+from latentwire.prompt import PromptBuilder, format_content
+from latentwire.train.checkpoint import CheckpointError
+from latentwire.train.features import build_items, teacher_top_k
+from latentwire.train.load import load_trained
+from latentwire.train.objective import batch_loss
+from latentwire.train.trainer import setup, train
+from latentwire.wire import PacketError
+from tiny import tiny_receiver
+
+EXAMPLES, _ = load_examples("squad", split="train", n=6, seed=2, max_context_chars=300)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    a, b = tiny_receiver("llama"), tiny_receiver("qwen2", seed=1)
+    a.name, b.name, a.source = "a", "b", "tiny-src"
+    return {"a": a, "b": b}
+
+
+def _config(tmp_path, kind="byte", *extra):
+    return load_config(None, ["receivers=[{name: a, model: x}, {name: b, model: y}]", f"encoder.kind={kind}",
+                              "encoder.M=4", "encoder.d_z=8", "encoder.width=32", "encoder.layers=1",
+                              "encoder.source_model=tiny-src", "encoder.source_layer=1", "loss.kd_top_k=5",
+                              "train.batch_size=2", "train.n_train=6", "train.log_every=1", "train.save_every=2",
+                              "train.warmup=1", f"train.out_dir={tmp_path / 'run'}", "data.n=3",
+                              f"eval.out_dir={tmp_path / 'eval'}", "eval.max_new_tokens=3", *extra])
+
+
+@pytest.mark.parametrize("kind", sorted(ENCODERS))
+def test_encoder_shapes_and_private_slots(tmp_path, pair, kind):
+    system, receivers, _ = setup(_config(tmp_path, kind, "encoder.private_slots=2"), pair)
+    features = [system.featurize(e.question, e.context) for e in EXAMPLES[:3]]
+    z = system.latent(features)
+    assert z.shape == (3, 4 + 2 * 2, 8)
+    assert system.slots_of("a") == [0, 1, 2, 3, 4, 5] and system.slots_of("b") == [0, 1, 2, 3, 6, 7]
+    for name, receiver in receivers.items():
+        embeds = system.receiver_embeds(name, z)
+        assert embeds.shape == (3, 6, receiver.model.config.hidden_size)
+
+
+def test_rms_calibration_matches_the_receiver_embeddings(pair):
+    table = pair["a"].model.get_input_embeddings().weight
+    target = table.pow(2).mean().sqrt().item()
+    adapter = Adapter(8, table.shape[1], target)
+    out = adapter(torch.randn(5, 4, 8) * 30)
+    assert torch.allclose(out.pow(2).mean(dim=(1, 2)).sqrt(), torch.full((5,), target), rtol=1e-4)
+
+
+def test_gradients_reach_only_trainable_parts(tmp_path, pair):
+    config = _config(tmp_path)
+    system, receivers, builders = setup(config, pair)
+    items, _ = build_items(EXAMPLES[:4], system.featurize, receivers, builders, config.loss, progress=False)
+    loss, parts = batch_loss(system, receivers, builders, items, config.loss)
+    loss.backward()
+    assert {"a/ce", "b/ce", "a/kd", "b/kd"} <= set(parts)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in system.named_parameters()
+               if "queries" in n or n.startswith("adapters"))
+    assert all(not p.requires_grad and p.grad is None for r in receivers.values() for p in r.model.parameters())
+
+
+def test_k_token_targets_skip_special_tokens_and_score_the_first_answer_token(tmp_path, pair):
+    config = _config(tmp_path)
+    system, receivers, builders = setup(config, pair)
+    items, _ = build_items(EXAMPLES, system.featurize, receivers, builders, LossConfig(K=4, kd_weight=0),
+                           progress=False)
+    for item in items:
+        for name, targets in item.targets.items():
+            tokenizer = receivers[name].tokenizer
+            assert 1 <= len(targets) <= 4 and not set(targets) & set(tokenizer.all_special_ids)
+            assert tokenizer.decode(targets).strip() and item.example.answers[0].strip().startswith(
+                tokenizer.decode(targets[:1]).strip())
+
+
+def test_latent_logits_are_t0_aligned(pair):
+    receiver = pair["a"]
+    builder = PromptBuilder(receiver.tokenizer, PromptConfig())
+    latent = torch.randn(2, 3, receiver.model.config.hidden_size) * 0.05
+    targets = torch.tensor([[40, 41, 42], [43, 44, 45]])
+    logits = answer_logits(receiver, builder, latent, targets)
+    prompt = latent_prompt_embeds(receiver, builder, latent)
+    full = receiver.model(inputs_embeds=torch.cat([prompt, receiver.embed(targets)], 1)).logits
+    start = prompt.shape[1] - 1
+    assert torch.allclose(logits, full[:, start:start + 3], atol=1e-5)
+
+
+def test_kd_teacher_positions_are_right_under_padding(pair):
+    receiver = pair["b"]
+    builder = PromptBuilder(receiver.tokenizer, PromptConfig())
+    contents = [format_content(e.question, e.context) for e in EXAMPLES[:3]]
+    targets = [builder.answer_ids(c, e.answers[0])[:4] for c, e in zip(contents, EXAMPLES)]
+    batched = teacher_top_k(receiver, builder, contents, targets, 4, 5)
+    for content, target, (ids, logits) in zip(contents, targets, batched):
+        alone_ids, alone_logits = teacher_top_k(receiver, builder, [content], [target], 4, 5)[0]
+        n = len(target)
+        assert torch.equal(ids[:n], alone_ids[:n]) and torch.allclose(logits[:n], alone_logits[:n], atol=1e-4)
+        prompt = builder.prompt_ids(content)
+        full = receiver.model(input_ids=torch.tensor([prompt + target])).logits[0, len(prompt) - 1]
+        assert torch.allclose(full.topk(5).values, logits[0], atol=1e-4)
+
+
+def test_losses_on_known_values():
+    logits = torch.zeros(1, 2, 4)
+    targets, mask = torch.tensor([[1, 2]]), torch.tensor([[1.0, 0.0]])
+    assert k_token_ce(logits, targets, mask).item() == pytest.approx(torch.log(torch.tensor(4.0)).item())
+    teacher_logits = torch.tensor([[[2.0, 1.0], [0.0, 0.0]]])
+    ids = torch.tensor([[[0, 1], [0, 1]]])
+    student = torch.full((1, 2, 4), -1e4)
+    student[0, 0, :2] = torch.tensor([2.0, 1.0])
+    assert kd_kl(student, ids, teacher_logits, mask, tau=1.0).item() == pytest.approx(0.0, abs=1e-5)
+    assert kd_kl(torch.zeros(1, 2, 4), ids, teacher_logits, mask, tau=2.0).item() > 0
+
+
+def test_train_resume_and_latent_eval(tmp_path, pair):
+    config = _config(tmp_path, "byte", "train.steps=4")
+    straight = train(config, progress=False, receivers=pair)
+    assert straight.name == "step-000004"
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in log)
+    reference = load_trained(straight, dict(pair)).state_dict()
+
+    resumed_cfg = _config(tmp_path, "byte", "train.steps=4", f"train.out_dir={tmp_path / 'run2'}")
+    train(resumed_cfg, progress=False, receivers=pair, stop_after=2)      # "killed" after step 2
+    resumed = load_trained(train(resumed_cfg, progress=False, receivers=pair), dict(pair)).state_dict()
+    for key, value in reference.items():
+        assert torch.allclose(value, resumed[key], atol=1e-6), key
+
+    eval_cfg = _config(tmp_path, "byte", f"checkpoint={tmp_path / 'run'}", "eval.methods=[latent]",
+                       "wire.eval_bits=[16,4]")
+    rows = evaluate(eval_cfg, progress=False, receivers=dict(pair))
+    assert [(r["receiver"], r["bits"]) for r in rows] == [("a", 16), ("a", 4), ("b", 16), ("b", 4)]
+    assert rows[1]["wire_bytes"] < rows[0]["wire_bytes"] and -1 <= rows[0]["latent_cosine"] <= 1
+
+
+def test_packets_and_checkpoints_refuse_foreign_or_corrupt_input(tmp_path, pair):
+    config = _config(tmp_path, "byte", "train.steps=2")
+    checkpoint = train(config, progress=False, receivers=pair)
+    system = load_trained(checkpoint, dict(pair))
+    packet = system.encode("Who?", "Paris is big.")
+    assert system.decode(packet).shape == (4, 8)
+    other, _, _ = setup(_config(tmp_path, "byte", "train.seed=9"), pair)
+    other.eval()
+    with pytest.raises(PacketError, match="checkpoint"):
+        other.decode(packet)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_trained(checkpoint, dict(pair))
