@@ -31,6 +31,7 @@ class PromptInput:
     text_bytes_zstd: int = 0         # the same, zstd level 19
     wire_bytes: int | None = None    # bytes of the packet actually sent (latent methods)
     latent: torch.Tensor | None = None  # the decoded latent [slots, d_z] (latent methods; diagnostics)
+    content_tokens: int = 0          # receiver tokens of the content a latent replaces (latent methods)
 
     @property
     def length(self) -> int:
@@ -89,8 +90,10 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     z = ctx.system.decode(packet)                                              # [slots, d_z]
     embeds = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
     embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, embeds)[0]
-    return PromptInput(format_content(example.question, example.context), embeds=embeds,
-                       wire_bytes=len(packet), latent=z.cpu(), **_bytes(example.question, example.context))
+    content = format_content(example.question, example.context)
+    return PromptInput(content, embeds=embeds,
+                       wire_bytes=len(packet), latent=z.cpu(), content_tokens=len(ctx.builder.encode(content)),
+                       **_bytes(example.question, example.context))
 
 
 def _bytes(question: str, context: str) -> dict[str, int]:
