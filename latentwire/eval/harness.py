@@ -94,6 +94,24 @@ def diagnostics(prompts: list[PromptInput], predictions: list[dict], tokenizer) 
     return out
 
 
+def _joint_row(config: Config, system, receivers: dict[str, Receiver], examples: list[QAExample],
+               predictions_path: Path) -> dict:
+    """Joint rescoring of the receivers' latent answers at the trained bit width."""
+    from latentwire.eval.joint import joint_rescoring_row
+
+    bits = config.wire.bits
+    answers: dict[str, dict[str, str]] = {}
+    with open(predictions_path) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["method"] == "latent" and record["bits"] == bits:
+                answers.setdefault(record["receiver"], {})[record["id"]] = record["prediction"]
+    contexts = {s.name: MethodContext(receivers[s.name], PromptBuilder(receivers[s.name].tokenizer, config.prompt,
+                                                                       s.name), bits=bits, system=system)
+                for s in config.receivers}
+    return joint_rescoring_row(contexts, examples, answers, bits, config.eval.batch_size)
+
+
 def oracle_rows(predictions_path: Path, rows: list[dict]) -> list[dict]:
     """Per-example oracle over receivers for each latent bit width: the best EM/F1 any receiver got."""
     best: dict[int, dict[str, list[float]]] = {}
@@ -227,7 +245,10 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     for row in rows:
         if row["method"] not in ("text", "latent_oracle") and row["M"] is None and row.get("bits") is None:
             row["agree_with_text"] = agreement(predictions_path, row["receiver"], row["method"])
-    rows = [r for r in rows if r["method"] != "latent_oracle"] + oracle_rows(predictions_path, rows)
+    rows = [r for r in rows if r["method"] not in ("latent_oracle", "latent_joint")]
+    rows += oracle_rows(predictions_path, rows)
+    if system is not None and len(config.receivers) > 1 and config.wire.bits in config.wire.eval_bits:
+        rows.append(_joint_row(config, system, receivers, examples, predictions_path))
     metrics = {"rows": rows, "data": {"source": config.data.source, "split": config.data.split, **report.as_dict()},
                "n_examples": len(examples), "seconds": time.perf_counter() - started}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
