@@ -1,37 +1,66 @@
 """Baseline benchmark: text, token_budget (M = 16/32/64), embed_raw, embed_anchor on both receivers.
 
-    python bench/baselines.py [section.field=value ...]
+    python bench/baselines.py                      # both receivers, one after the other
+    python bench/baselines.py --receiver smollm2   # one receiver (run two such processes side by side)
+    python bench/baselines.py --merge              # only collect finished rows into the JSON
 
-Resumable (rerun the same command after a kill). Prints a table and writes the rows to
-bench/results/baselines.json.
+Each receiver runs into runs/bench-baselines/<receiver>/ and resumes there after a kill. Prints a
+table and writes the rows of every finished receiver to bench/results/baselines.json.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from latentwire.config import load_config
-from latentwire.eval.harness import evaluate
+from latentwire.eval.harness import agreement, evaluate
 from latentwire.eval.report import markdown_table
 
 HERE = Path(__file__).parent
+RUNS = HERE.parent / "runs" / "bench-baselines"
 SCHEMA = ("receiver", "method", "M", "n", "em", "f1", "firsttok1", "firsttok5", "nll", "prompt_tokens",
           "text_bytes", "text_bytes_zstd", "sec_per_example")
 
 
-def main(overrides: list[str]) -> None:
+def run_receiver(name: str, overrides: list[str]) -> None:
     config = load_config(HERE / "baselines.yaml", overrides)
-    rows = evaluate(config)
+    config.receivers = [r for r in config.receivers if r.name == name]
+    if not config.receivers:
+        raise SystemExit(f"unknown receiver {name!r}")
+    config.eval.out_dir = str(RUNS / name)
+    evaluate(config)
+
+
+def merge() -> list[dict]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
-    out = [{**{k: row[k] for k in SCHEMA}, "prefill_sec_per_example": row["prefill_sec_per_example"],
-            "agree_with_text": row.get("agree_with_text"), "commit": commit} for row in rows]
+    rows = []
+    for folder in sorted(RUNS.glob("*/")):
+        for line in (folder / "rows.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            if row["method"] in ("embed_raw", "embed_anchor"):
+                row["agree_with_text"] = agreement(folder / "predictions.jsonl", row["receiver"], row["method"])
+            rows.append({**{k: row[k] for k in SCHEMA}, "prefill_sec_per_example": row["prefill_sec_per_example"],
+                         "agree_with_text": row.get("agree_with_text"), "commit": commit})
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "baselines.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(markdown_table(rows))
+    (HERE / "results" / "baselines.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--receiver", help="run only this receiver (smollm2 or qwen)")
+    parser.add_argument("--merge", action="store_true", help="only merge finished rows")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    if not args.merge:
+        names = [args.receiver] if args.receiver else [r.name for r in load_config(HERE / "baselines.yaml").receivers]
+        for name in names:
+            run_receiver(name, args.overrides)
+    print(markdown_table(merge()))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
