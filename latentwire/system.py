@@ -52,6 +52,14 @@ class LatentWire(nn.Module):
         z = self.encoder(batch, mask)
         return fake_quantize(z, bits or self.config.wire.bits, self.config.wire.group_size)
 
+    def forward(self, features: list[torch.Tensor], bits: int | None = None) -> dict[str, torch.Tensor]:
+        """Training forward: one latent, every receiver's calibrated embeddings {name: [B, M_r, d_model]}.
+
+        The whole trainable path runs here so that a DDP wrapper (accelerate) sees it.
+        """
+        z = self.latent(features, bits)
+        return {name: self.receiver_embeds(name, z) for name in self.receiver_names}
+
     def receiver_embeds(self, name: str, z: torch.Tensor) -> torch.Tensor:
         """Z [B, slots, d_z] -> receiver `name`'s calibrated input embeddings [B, M_r, d_model]."""
         return self.adapters[name](z[:, self.slots_of(name)])

@@ -22,16 +22,19 @@ def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[
     return ids, mask
 
 
-def batch_loss(system: LatentWire, receivers: dict[str, Receiver], builders: dict[str, PromptBuilder],
+def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiver], builders: dict[str, PromptBuilder],
                items: list[TrainItem], loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss (scalar) and its parts per receiver for one micro-batch of items."""
-    z = system.latent([item.features for item in items])                       # [B, slots, d_z]
-    total, parts = z.new_zeros(()), {}
+    """Total loss (scalar) and its parts per receiver for one micro-batch of items.
+
+    `system` may be the LatentWire model or its distributed wrapper: only its forward is called.
+    """
+    per_receiver = system([item.features for item in items])                    # {name: [B, M_r, d]}
+    total, parts = next(iter(per_receiver.values())).new_zeros(()), {}
     for name, receiver in receivers.items():
         device = receiver.device
         pad = builders[name].stop_ids[0]
         targets, mask = pad_targets([item.targets[name] for item in items], loss.K, pad, device)
-        embeds = system.receiver_embeds(name, z).to(device)
+        embeds = per_receiver[name].to(device)
         logits = answer_logits(receiver, builders[name], embeds, targets)       # [B, K, V]
         ce = k_token_ce(logits, targets, mask, loss.first_token_weight)
         total = total + loss.ce_weight * ce

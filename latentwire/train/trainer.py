@@ -113,7 +113,7 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
         for micro in range(t.grad_accum):
             batch = micro_batch(items, step, micro, config, accelerator.process_index, accelerator.num_processes)
             with accelerator.autocast():
-                loss, parts = batch_loss(model, receivers, builders, batch, config.loss)
+                loss, parts = batch_loss(system, receivers, builders, batch, config.loss)
             accelerator.backward(loss / t.grad_accum)
             total += loss.item() / t.grad_accum
         norm = accelerator.clip_grad_norm_(system.parameters(), t.clip)
