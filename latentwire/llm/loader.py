@@ -86,6 +86,8 @@ def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
             model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
             _write_cache(model, tokenizer, cached, {"name": entry.name, "sha256": entry.sha256,
                                                     "origin": entry.origin})
+            if gguf.is_relative_to(cache_root()):
+                gguf.unlink(missing_ok=True)  # an assembled copy of the chunks: the safetensors cache replaces it
         path = str(cached)
     else:
         path = source

@@ -58,6 +58,15 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
     return target
 
 
+def remove_partial_writes(root: Path) -> int:
+    """Delete staging dirs left by a process killed mid-write; returns how many were removed."""
+    folder = Path(root) / "checkpoints"
+    partial = list(folder.glob(".staging-*")) + list(folder.glob(".latest.tmp")) if folder.is_dir() else []
+    for path in partial:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return len(partial)
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     """The newest complete checkpoint under root/checkpoints, or None."""
     pointer = Path(root) / "checkpoints" / "latest"

@@ -21,7 +21,8 @@ from latentwire.data.loaders import load_examples
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.prompt import PromptBuilder
 from latentwire.system import LatentWire
-from latentwire.train.checkpoint import latest_checkpoint, load_model_weights, load_optimizer, read_json, save_checkpoint
+from latentwire.train.checkpoint import (latest_checkpoint, load_model_weights, load_optimizer, read_json,
+                                         remove_partial_writes, save_checkpoint)
 from latentwire.train.features import TrainItem, build_items
 from latentwire.train.objective import batch_loss
 
@@ -82,6 +83,8 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     system, receivers, builders = setup(config, receivers, accelerator.device)
     out = Path(t.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        remove_partial_writes(out)
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
     items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,

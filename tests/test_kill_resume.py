@@ -1,0 +1,68 @@
+"""A training process killed with SIGKILL (also mid-checkpoint) resumes to the same parameters."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentwire.train.checkpoint import latest_checkpoint, read_tensors
+from tiny import tiny_receiver
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_models")
+    paths = []
+    for arch, seed in (("llama", 0), ("qwen2", 1)):
+        receiver = tiny_receiver(arch, seed=seed)
+        receiver.model.save_pretrained(root / arch)
+        receiver.tokenizer.save_pretrained(root / arch)
+        paths.append(root / arch)
+    return paths
+
+
+def _command(tiny_dirs, out: Path) -> list[str]:
+    return [sys.executable, "-m", "latentwire.cli", "train", "--quiet",
+            f"receivers=[{{name: a, model: {tiny_dirs[0]}}}, {{name: b, model: {tiny_dirs[1]}}}]",
+            "encoder.kind=byte", "encoder.M=4", "encoder.d_z=8", "encoder.width=32", "encoder.layers=1",
+            "loss.kd_top_k=5", "train.batch_size=2", "train.n_train=6", f"train.steps={STEPS}", "train.warmup=1",
+            "train.save_every=1", "train.log_every=1", f"train.out_dir={out}"]
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return read_tensors(latest_checkpoint(out) / "model.safetensors")
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_dirs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run(_command(tiny_dirs, reference), check=True, env=env, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    for deadline_step in (2, 4):  # kill twice, at whatever point of a step or checkpoint write it is
+        process = subprocess.Popen(_command(tiny_dirs, killed), env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        started = time.time()
+        while time.time() - started < 240:
+            newest = latest_checkpoint(killed)
+            if newest is not None and int(newest.name.split("-")[1]) >= deadline_step:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    subprocess.run(_command(tiny_dirs, killed), check=True, env=env, capture_output=True, timeout=300)
+    assert latest_checkpoint(killed).name == f"step-{STEPS:06d}"
+    logged = [json.loads(line)["step"] for line in (killed / "log.jsonl").read_text().splitlines()]
+    assert logged.count(1) == 1 and logged.count(2) == 1, logged  # resumed, not restarted from scratch
+    assert set(logged) == set(range(1, STEPS + 1))
+    expected, resumed = _weights(reference), _weights(killed)
+    for key, value in expected.items():
+        assert torch.allclose(value, resumed[key], atol=1e-6), key
+    assert not list((killed / "checkpoints").glob(".staging-*"))  # partial writes were cleaned, never loaded
