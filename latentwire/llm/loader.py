@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +10,7 @@ import torch
 from transformers import utils as hf_utils
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from latentwire.atomic import atomic_directory
 from latentwire.llm.offline import OFFLINE_MODELS, OfflineModelError, cache_root, resolve_gguf
 
 hf_utils.logging.disable_progress_bar()
@@ -52,18 +50,10 @@ def _write_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
     model.hf_quantizer = None  # weights are already float; GGUF models refuse to save otherwise
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    with atomic_directory(target) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         (staging / "latentwire.json").write_text(json.dumps(meta, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def load_receiver(source: str, name: str | None = None, dtype: str = "float32",

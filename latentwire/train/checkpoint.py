@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from latentwire.atomic import STAGING_PREFIX, atomic_directory
 
 
 class CheckpointError(ValueError):
@@ -31,10 +32,8 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
                     state: dict, config: dict) -> Path:
     """Write checkpoint `step` under root/checkpoints atomically and point `latest` at it."""
     folder = Path(root) / "checkpoints"
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"step-{step:06d}"
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
-    try:
+    with atomic_directory(target) as staging:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(staging / "model.safetensors"))
         if optimizer is not None:
@@ -43,15 +42,6 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
             state = {**state, "param_groups": groups}
         (staging / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
         (staging / "config.json").write_text(json.dumps(config, indent=2))
-        for path in staging.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     pointer = folder / ".latest.tmp"
     pointer.write_text(target.name)
     os.replace(pointer, folder / "latest")
@@ -61,7 +51,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer: to
 def remove_partial_writes(root: Path) -> int:
     """Delete staging dirs left by a process killed mid-write; returns how many were removed."""
     folder = Path(root) / "checkpoints"
-    partial = list(folder.glob(".staging-*")) + list(folder.glob(".latest.tmp")) if folder.is_dir() else []
+    partial = list(folder.glob(STAGING_PREFIX + "*")) + list(folder.glob(".latest.tmp")) if folder.is_dir() else []
     for path in partial:
         shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     return len(partial)
