@@ -33,9 +33,11 @@ def run_receiver(name: str, overrides: list[str]) -> None:
     evaluate(config)
 
 
-def merge() -> list[dict]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+def merge(fallback_commit: str | None = None) -> list[dict]:
+    """Rows of every finished receiver; `commit` is the code that produced each row (rows written before
+    rows carried it take `fallback_commit`)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=HERE).stdout.strip()
     rows = []
     for folder in sorted(RUNS.glob("*/")):
         for line in (folder / "rows.jsonl").read_text().splitlines():
@@ -43,7 +45,8 @@ def merge() -> list[dict]:
             if row["method"] in ("embed_raw", "embed_anchor"):
                 row["agree_with_text"] = agreement(folder / "predictions.jsonl", row["receiver"], row["method"])
             rows.append({**{k: row[k] for k in SCHEMA}, "prefill_sec_per_example": row["prefill_sec_per_example"],
-                         "agree_with_text": row.get("agree_with_text"), "commit": commit})
+                         "agree_with_text": row.get("agree_with_text"),
+                         "commit": row.get("code_commit") or fallback_commit or head})
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "baselines.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
@@ -53,13 +56,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--receiver", help="run only this receiver (smollm2 or qwen)")
     parser.add_argument("--merge", action="store_true", help="only merge finished rows")
+    parser.add_argument("--commit", help="commit to record for rows that do not carry one")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     if not args.merge:
         names = [args.receiver] if args.receiver else [r.name for r in load_config(HERE / "baselines.yaml").receivers]
         for name in names:
             run_receiver(name, args.overrides)
-    print(markdown_table(merge()))
+    print(markdown_table(merge(args.commit)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ Rows (the schema of baselines.json plus bits and wire_bytes) go to bench/results
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,11 +22,9 @@ SCHEMA = ("receiver", "method", "M", "n", "em", "f1", "firsttok1", "firsttok5", 
 def main(overrides: list[str]) -> None:
     config = load_config(HERE.parent / "configs" / "short_run.yaml", overrides)
     rows = evaluate(config)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
     out = [{**{k: row.get(k) for k in SCHEMA}, "latent_slots": config.encoder.M, "d_z": config.encoder.d_z,
             "latent_cosine": row.get("latent_cosine"), "first_token_top5": row.get("first_token_top5"),
-            "checkpoint": config.checkpoint, "commit": commit} for row in rows]
+            "checkpoint": config.checkpoint, "commit": row.get("code_commit")} for row in rows]
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "latent.json").write_text(json.dumps(out, indent=2) + "\n")
     print(markdown_table(rows))

@@ -153,6 +153,21 @@ def method_grid(config: Config) -> list[tuple[str, int | None, int | None]]:
             for bits in (config.wire.eval_bits if METHODS[m].uses_bits else [None])]
 
 
+def code_commit() -> str:
+    """The git commit of the code that runs (with +dirty for uncommitted changes), or "unknown"."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head + ("+dirty" if dirty else "")) or "unknown"
+
+
 def _done_rows(path: Path) -> list[dict]:
     """Rows already written by an earlier, interrupted run of the same out_dir."""
     if not path.is_file():
@@ -219,7 +234,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     rows = _done_rows(rows_path)
     done = {(r["receiver"], r["method"], r["M"], r.get("bits")) for r in rows}
     _keep_predictions_of(predictions_path, done)
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), code_commit()
     receivers = dict(receivers or {})
     system = None
     if any(METHODS[m].uses_bits for m, _, _ in grid):
@@ -237,6 +252,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
                                 progress)
             result.row["load_seconds"] = receiver.load_seconds
+            result.row["code_commit"] = commit
             with open(predictions_path, "a") as handle:
                 handle.writelines(json.dumps(p) + "\n" for p in result.predictions)
             with open(rows_path, "a") as handle:
