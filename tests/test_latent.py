@@ -13,7 +13,7 @@ from latentwire.latent_inputs import answer_logits, latent_prompt_embeds
 from latentwire.losses import k_token_ce, kd_kl
 from latentwire.prompt import PromptBuilder, format_content
 from latentwire.train.checkpoint import CheckpointError
-from latentwire.train.features import build_items, teacher_top_k
+from latentwire.train.features import build_items, load_items, save_items, teacher_top_k
 from latentwire.train.load import load_trained
 from latentwire.train.objective import batch_loss
 from latentwire.train.trainer import setup, train
@@ -84,6 +84,21 @@ def test_k_token_targets_skip_special_tokens_and_score_the_first_answer_token(tm
             assert 1 <= len(targets) <= 4 and not set(targets) & set(tokenizer.all_special_ids)
             assert tokenizer.decode(targets).strip() and item.example.answers[0].strip().startswith(
                 tokenizer.decode(targets[:1]).strip())
+
+
+def test_training_items_cache_round_trip(tmp_path, pair):
+    config = _config(tmp_path)
+    system, receivers, builders = setup(config, pair)
+    items, report = build_items(EXAMPLES[:4], system.featurize, receivers, builders, config.loss, progress=False)
+    save_items(items, tmp_path / "features", "k1", report.as_dict())
+    loaded = load_items(EXAMPLES[:4], tmp_path / "features", "k1")
+    assert [i.example.id for i in loaded] == [i.example.id for i in items]
+    for a, b in zip(items, loaded):
+        assert torch.equal(a.features, b.features) and a.targets == b.targets
+        assert all(torch.equal(a.teacher[n][k], b.teacher[n][k]) for n in a.teacher for k in (0, 1))
+    assert load_items(EXAMPLES[:4], tmp_path / "features", "another-config") is None
+    (tmp_path / "features" / "items.safetensors").write_bytes(b"garbage")
+    assert load_items(EXAMPLES[:4], tmp_path / "features", "k1") is None
 
 
 def test_latent_logits_are_t0_aligned(pair):

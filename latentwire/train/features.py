@@ -5,11 +5,17 @@ the encoder and the receivers on prefix + M + anchor + K positions.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from latentwire.atomic import atomic_directory
 from latentwire.config import LossConfig
 from latentwire.data.examples import LoadReport, QAExample
 from latentwire.data.loaders import iter_batches
@@ -80,3 +86,52 @@ def build_items(examples: list[QAExample], featurize, receivers: dict[str, Recei
                 for item, top in zip(batch, tops):
                     item.teacher[name] = top
     return items, report
+
+
+def save_items(items: list[TrainItem], folder: Path, key: str, report: dict) -> None:
+    """Write items (features, targets, teacher top-k) as safetensors + JSON into `folder` atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    for index, item in enumerate(items):
+        tensors[f"{index}.features"] = item.features.contiguous()
+        for name, target in item.targets.items():
+            tensors[f"{index}.{name}.targets"] = torch.tensor(target, dtype=torch.long)
+        for name, (ids, logits) in item.teacher.items():
+            tensors[f"{index}.{name}.teacher_ids"] = ids.contiguous()
+            tensors[f"{index}.{name}.teacher_logits"] = logits.contiguous()
+    with atomic_directory(folder) as staging:
+        save_file(tensors, str(staging / "items.safetensors"))
+        (staging / "items.json").write_text(json.dumps({"key": key, "ids": [i.example.id for i in items],
+                                                       "report": report}))
+
+
+def load_items(examples: list[QAExample], folder: Path, key: str) -> list[TrainItem] | None:
+    """Items cached by save_items for the same `key` (None if absent, stale or unreadable)."""
+    try:
+        meta = json.loads((folder / "items.json").read_text())
+        tensors = load_file(str(folder / "items.safetensors"))
+    except (OSError, ValueError, SafetensorError):
+        return None
+    if meta.get("key") != key:
+        return None
+    by_id = {e.id: e for e in examples}
+    items = []
+    for index, example_id in enumerate(meta["ids"]):
+        if example_id not in by_id:
+            return None
+        item = TrainItem(by_id[example_id], tensors[f"{index}.features"])
+        prefix = f"{index}."
+        for name in {k[len(prefix):].split(".")[0] for k in tensors if k.startswith(prefix) and k.count(".") == 2}:
+            item.targets[name] = tensors[f"{prefix}{name}.targets"].tolist()
+            if f"{prefix}{name}.teacher_ids" in tensors:
+                item.teacher[name] = (tensors[f"{prefix}{name}.teacher_ids"], tensors[f"{prefix}{name}.teacher_logits"])
+        items.append(item)
+    return items
+
+
+def items_key(config_dict: dict) -> str:
+    """A digest of everything the cached items depend on."""
+    relevant = {k: config_dict[k] for k in ("receivers", "data", "prompt", "encoder")}
+    relevant["loss"] = {k: config_dict["loss"][k] for k in ("K", "kd_top_k")} | {
+        "kd": config_dict["loss"]["kd_weight"] > 0}
+    relevant["train"] = {k: config_dict["train"][k] for k in ("n_train", "seed")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,7 +23,7 @@ from latentwire.prompt import PromptBuilder
 from latentwire.system import LatentWire
 from latentwire.train.checkpoint import (latest_checkpoint, load_model_weights, load_optimizer, read_json,
                                          remove_partial_writes, save_checkpoint)
-from latentwire.train.features import TrainItem, build_items
+from latentwire.train.features import TrainItem, build_items, items_key, load_items, save_items
 from latentwire.train.objective import batch_loss
 
 
@@ -87,10 +87,18 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
         remove_partial_writes(out)
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
-    items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
-                                     progress=progress and accelerator.is_main_process)
+    key, cache = items_key(config.to_dict()), out / "features"
+    items = load_items(examples, cache, key)
+    if items is None:
+        items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
+                                         progress=progress and accelerator.is_main_process)
+        item_report = item_report.as_dict()
+        if accelerator.is_main_process:
+            save_items(items, cache, key, item_report)
+    else:
+        item_report = json.loads((cache / "items.json").read_text())["report"]
     if not items:
-        raise TrainingError(f"no usable training examples: {item_report.as_dict()['skipped']}")
+        raise TrainingError(f"no usable training examples: {item_report['skipped']}")
     optimizer = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=t.lr,
                                   weight_decay=t.weight_decay)
     step, bad_steps = 0, 0
@@ -104,7 +112,7 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     model = accelerator.unwrap_model(system)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     (out / "data_report.json").write_text(json.dumps({"data": data_report.as_dict(),
-                                                      "alignment": item_report.as_dict()}, indent=2))
+                                                      "alignment": item_report}, indent=2))
     bar = tqdm(total=t.steps, initial=step, desc="train", disable=not (progress and accelerator.is_main_process))
     while step < t.steps and (stop_after is None or step < stop_after):
         started = time.perf_counter()
