@@ -8,7 +8,7 @@ from latentwire.config import PromptConfig, load_config
 from latentwire.data.loaders import load_examples
 from latentwire.eval.generation import generate_and_score
 from latentwire.eval.harness import evaluate
-from latentwire.eval.methods import METHODS
+from latentwire.eval.methods import METHODS, MethodContext
 from latentwire.prompt import PromptBuilder
 
 EXAMPLES, _ = load_examples("squad", n=6, seed=0, max_context_chars=300)
@@ -16,7 +16,7 @@ EXAMPLES, _ = load_examples("squad", n=6, seed=0, max_context_chars=300)
 
 def _run(receiver, method, examples=EXAMPLES, answers=None, max_new_tokens=6):
     builder = PromptBuilder(receiver.tokenizer, PromptConfig(), receiver.name)
-    prompts = [METHODS[method].build(e, receiver, builder, 24) for e in examples]
+    prompts = [METHODS[method].build(e, MethodContext(receiver, builder, budget=24)) for e in examples]
     answers = answers or [builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
     return prompts, answers, generate_and_score(receiver, prompts, answers, max_new_tokens, builder.stop_ids,
                                                 receiver.tokenizer.pad_token_id)
