@@ -11,6 +11,7 @@ from torch import nn
 
 from latentwire.adapters import Adapter, embedding_rms
 from latentwire.config import Config
+from latentwire.data.examples import MAX_FIELD_CHARS
 from latentwire.encoders import build_encoder
 from latentwire.encoders.blocks import pad_features
 from latentwire.llm.loader import Receiver
@@ -44,6 +45,11 @@ class LatentWire(nn.Module):
 
     def featurize(self, question: str, context: str) -> torch.Tensor:
         """The encoder's frozen per-example features of one prompt (cacheable)."""
+        if not isinstance(question, str) or not isinstance(context, str) or not (question.strip() or context.strip()):
+            raise ValueError("encode needs a non-empty question or context (strings)")
+        if len(question) + len(context) > MAX_FIELD_CHARS:
+            raise ValueError(f"prompt of {len(question) + len(context)} characters is over the limit of "
+                             f"{MAX_FIELD_CHARS}")
         return self.encoder.featurize(format_content(question, context))
 
     def latent(self, features: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:

@@ -174,6 +174,9 @@ def test_packets_and_checkpoints_refuse_foreign_or_corrupt_input(tmp_path, pair)
     system = load_trained(checkpoint, dict(pair))
     packet = system.encode("Who?", "Paris is big.")
     assert system.decode(packet).shape == (4, 8)
+    for question, context in [("", "  "), ("Q?", "x" * 200_000), (None, "text")]:
+        with pytest.raises(ValueError, match="non-empty|over the limit"):
+            system.encode(question, context)
     other, _, _ = setup(_config(tmp_path, "byte", "train.seed=9"), pair)
     other.eval()
     with pytest.raises(PacketError, match="checkpoint"):
