@@ -34,7 +34,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; every expected failure becomes one line on stderr and exit code 2."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if os.environ.get("LATENTWIRE_ONLINE") != "1" else None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline unless the user sets HF_HUB_OFFLINE=0
     parser = argparse.ArgumentParser(prog="latentwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data"),
@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except USER_ERRORS as error:
-        print(f"latentwire: error: {error}", file=sys.stderr)
+        if os.environ.get("LATENTWIRE_DEBUG") == "1":
+            raise
+        print(f"latentwire: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("latentwire: interrupted", file=sys.stderr)
