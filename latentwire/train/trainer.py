@@ -5,6 +5,7 @@ function of (seed, step), so a resumed run sees exactly the batches an uninterru
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -48,10 +49,16 @@ def micro_batch(items: list[TrainItem], step: int, micro: int, config: Config, r
     batch = []
     for position in range(start, start + size):
         epoch, offset = divmod(position, len(items))
-        order = list(range(len(items)))
-        random.Random(config.train.seed * 1_000_003 + epoch).shuffle(order)
-        batch.append(items[order[offset]])
+        batch.append(items[epoch_order(len(items), config.train.seed, epoch)[offset]])
     return batch
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    """The seeded permutation of n training items used in `epoch`."""
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return tuple(order)
 
 
 def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: torch.device | None = None):
