@@ -1,4 +1,4 @@
-"""Baseline benchmark: text, token_budget (M = 16/32/64), embed_raw, embed_anchor on both receivers.
+"""Baseline benchmark: text, token_budget (M = 16/32/64), embed_raw/anchor/adapter on both receivers.
 
     python bench/baselines.py                      # both receivers, one after the other
     python bench/baselines.py --receiver smollm2   # one receiver (run two such processes side by side)
@@ -42,7 +42,7 @@ def merge(fallback_commit: str | None = None) -> list[dict]:
     for folder in sorted(RUNS.glob("*/")):
         for line in (folder / "rows.jsonl").read_text().splitlines():
             row = json.loads(line)
-            if row["method"] in ("embed_raw", "embed_anchor"):
+            if row["method"] in ("embed_raw", "embed_anchor", "embed_adapter"):
                 row["agree_with_text"] = agreement(folder / "predictions.jsonl", row["receiver"], row["method"])
             rows.append({**{k: row[k] for k in SCHEMA}, "prefill_sec_per_example": row["prefill_sec_per_example"],
                          "agree_with_text": row.get("agree_with_text"),

@@ -10,6 +10,12 @@ def embedding_rms(embedding_weight: torch.Tensor) -> float:
     return embedding_weight.float().pow(2).mean().sqrt().item()
 
 
+def rms_calibrate(x: torch.Tensor, target_rms: float | torch.Tensor) -> torch.Tensor:
+    """x [B, M, d] rescaled so that each example's RMS (over its M x d values) equals target_rms."""
+    rms = x.pow(2).mean(dim=(1, 2), keepdim=True).add(1e-8).sqrt()
+    return x * (target_rms / rms)
+
+
 class Adapter(nn.Module):
     """LayerNorm -> MLP to the receiver width, then per-example RMS calibration to `target_rms`."""
 
@@ -21,6 +27,4 @@ class Adapter(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, M, d_z] -> [B, M, d_model] whose RMS over each example equals the receiver's embedding RMS."""
-        out = self.net(z)
-        rms = out.pow(2).mean(dim=(1, 2), keepdim=True).add(1e-8).sqrt()
-        return out * (self.target_rms / rms)
+        return rms_calibrate(self.net(z), self.target_rms)

@@ -76,3 +76,37 @@ def test_evaluate_writes_outputs_and_resumes(tmp_path, receiver):
     (out / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]) + "\n")
     again = evaluate(config, progress=False, receivers={receiver.name: receiver})
     assert len(again) == 5 and len((out / "predictions.jsonl").read_text().splitlines()) == 5 * 4
+
+
+def test_embed_adapter_is_the_anchor_path_with_calibrated_content(receiver):
+    from latentwire.adapters import embedding_rms
+    anchor_prompts, _, _ = _run(receiver, "embed_anchor", max_new_tokens=1)
+    adapter_prompts, _, out = _run(receiver, "embed_adapter", max_new_tokens=2)
+    builder = PromptBuilder(receiver.tokenizer, PromptConfig(), receiver.name)
+    p, a = len(builder.prefix_ids), len(builder.anchor_ids)
+    target = embedding_rms(receiver.model.get_input_embeddings().weight)
+    for plain, calibrated in zip(anchor_prompts, adapter_prompts):
+        assert plain.embeds.shape == calibrated.embeds.shape
+        torch.testing.assert_close(plain.embeds[:p], calibrated.embeds[:p])
+        torch.testing.assert_close(plain.embeds[-a:], calibrated.embeds[-a:])
+        body, scaled = plain.embeds[p:-a], calibrated.embeds[p:-a]
+        assert scaled.pow(2).mean().sqrt().item() == pytest.approx(target, rel=1e-4)
+        ratio = (scaled.norm() / body.norm()).item()
+        torch.testing.assert_close(scaled, body * ratio, rtol=1e-4, atol=1e-6)
+    assert len(out.generated) == len(EXAMPLES)
+
+
+def test_a_grown_method_grid_keeps_finished_rows_and_another_config_does_not(tmp_path, receiver):
+    out = tmp_path / "run"
+    base = ["data.n=2", "eval.batch_size=2", "eval.max_new_tokens=2", f"eval.out_dir={out}",
+            f"receivers=[{{name: {receiver.name}, model: unused}}]"]
+    first = evaluate(load_config(None, base + ["eval.methods=[text]"]), progress=False,
+                     receivers={receiver.name: receiver})
+    stamp = first[0]["sec_per_example"]
+    grown = evaluate(load_config(None, base + ["eval.methods=[text,embed_adapter]"]), progress=False,
+                     receivers={receiver.name: receiver})
+    assert [r["method"] for r in grown] == ["text", "embed_adapter"] and grown[0]["sec_per_example"] == stamp
+    assert grown[1]["agree_with_text"] is not None
+    other = evaluate(load_config(None, base + ["eval.methods=[text]", "eval.max_new_tokens=3"]), progress=False,
+                     receivers={receiver.name: receiver})
+    assert len(other) == 1 and len((out / "predictions.jsonl").read_text().splitlines()) == 2

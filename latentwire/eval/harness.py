@@ -212,11 +212,28 @@ def agreement(predictions_path: Path, receiver: str, method: str, reference: str
     return sum(generated[method][i] == generated[reference][i] for i in shared) / len(shared)
 
 
+# config entries that choose which rows run or where they go, not what a row's numbers are
+GRID_KEYS = (("eval", "methods"), ("eval", "budgets"), ("wire", "eval_bits"), ("eval", "out_dir"),
+             ("eval", "threads"))
+
+
+def same_run(old: dict, new: dict) -> bool:
+    """Whether rows computed under config `old` are valid under `new`: equal but for the method grid
+    (and the output folder and thread count)."""
+    def strip(config: dict) -> dict:
+        config = json.loads(json.dumps(config))
+        for section, key in GRID_KEYS:
+            config.get(section, {}).pop(key, None)
+        return config
+    return strip(old) == strip(new)
+
+
 def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None) -> list[dict]:
     """Run every receiver x method of `config`; write metrics.json, predictions.jsonl, results.md.
 
     Rows are appended to `rows.jsonl` as they finish, so a rerun into the same out_dir with the
-    same config skips the (receiver, method, M) rows already done.
+    same config skips the (receiver, method, M, bits) rows already done; a config that differs only in
+    its method grid (methods, budgets, eval_bits) keeps them too and runs only what is new.
     """
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
@@ -226,7 +243,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     out_dir = Path(config.eval.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path = out_dir / "config.json"
-    if config_path.is_file() and json.loads(config_path.read_text()) != config.to_dict():
+    if config_path.is_file() and not same_run(json.loads(config_path.read_text()), config.to_dict()):
         for stale in ("rows.jsonl", "predictions.jsonl"):  # another config: start over
             (out_dir / stale).unlink(missing_ok=True)
     save_config(config, config_path)

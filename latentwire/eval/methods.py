@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 import zstandard
 
+from latentwire.adapters import embedding_rms, rms_calibrate
 from latentwire.data.examples import QAExample
 from latentwire.latent_inputs import latent_prompt_embeds
 from latentwire.llm.loader import Receiver
@@ -83,6 +84,16 @@ def _embed_anchor(example: QAExample, ctx: MethodContext) -> PromptInput:
 
 
 @torch.no_grad()
+def _embed_adapter(example: QAExample, ctx: MethodContext) -> PromptInput:
+    content = format_content(example.question, example.context)
+    body = torch.tensor([ctx.builder.segment_ids(content)[1]], device=ctx.receiver.device)
+    target = embedding_rms(ctx.receiver.model.get_input_embeddings().weight)
+    calibrated = rms_calibrate(ctx.receiver.embed(body).float(), target).to(ctx.receiver.model.dtype)
+    embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, calibrated)[0]
+    return PromptInput(content, embeds=embeds, **_bytes(example.question, example.context))
+
+
+@torch.no_grad()
 def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     if ctx.system is None:
         raise ValueError("eval method 'latent' needs a trained model: set checkpoint=<checkpoint dir>")
@@ -119,6 +130,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("embed_raw", _embed_raw, description="the receiver's own embeddings of the text prompt"),
     Method("embed_anchor", _embed_anchor,
            description="prefix + content embedded separately as the latent path will, then the anchor"),
+    Method("embed_adapter", _embed_adapter,
+           description="content embeddings through the adapter's per-example RMS calibration, assembled "
+                       "exactly as a latent is (prefix + slots + anchor)"),
     Method("latent", _latent, uses_bits=True,
            description="the trained latent, sent as a packet at each wire.eval_bits, through the adapter"),
 ]}

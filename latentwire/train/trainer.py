@@ -95,15 +95,16 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
     key, cache = items_key(config.to_dict()), out / "features"
-    items = load_items(examples, cache, key)
-    if items is None:
-        items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
-                                         progress=progress and accelerator.is_main_process)
-        item_report = item_report.as_dict()
-        if accelerator.is_main_process:
-            save_items(items, cache, key, item_report)
-    else:
-        item_report = json.loads((cache / "items.json").read_text())["report"]
+    with accelerator.main_process_first():  # the main process builds the cache; the others then read it
+        items = load_items(examples, cache, key)
+        if items is None:
+            items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
+                                             progress=progress and accelerator.is_main_process)
+            item_report = item_report.as_dict()
+            if accelerator.is_main_process:
+                save_items(items, cache, key, item_report)
+        else:
+            item_report = json.loads((cache / "items.json").read_text())["report"]
     if not items:
         raise TrainingError(f"no usable training examples: {item_report['skipped']}")
     optimizer = torch.optim.AdamW([p for p in system.parameters() if p.requires_grad], lr=t.lr,
