@@ -97,6 +97,28 @@ class LatentWire(nn.Module):
                              f"{(self.total_slots, self.config.encoder.d_z)}")
         return z.to(self.device)
 
+    def attach(self, receivers: dict[str, Receiver], builders: dict) -> None:
+        """Give the model its loaded receivers and prompt builders (by name), so that it can `answer`."""
+        self._serving = (receivers, builders)
+
+    @torch.no_grad()
+    def answer(self, packet: bytes, receiver: str, max_new_tokens: int = 16) -> str:
+        """Receiver side: a packet -> receiver `receiver`'s greedy answer (text, cut at its first newline)."""
+        from latentwire.eval.generation import greedy_decode
+        from latentwire.eval.methods import PromptInput
+        from latentwire.latent_inputs import latent_prompt_embeds
+
+        receivers, builders = getattr(self, "_serving", ({}, {}))
+        if receiver not in receivers:
+            raise ValueError(f"no receiver {receiver!r} attached; this model serves {sorted(receivers)}")
+        reader, builder = receivers[receiver], builders[receiver]
+        z = self.decode(packet)
+        embeds = self.receiver_embeds(receiver, z[None]).to(reader.device, reader.model.dtype)
+        prompt = PromptInput("", embeds=latent_prompt_embeds(reader, builder, embeds)[0])
+        pad = reader.tokenizer.pad_token_id if reader.tokenizer.pad_token_id is not None else builder.stop_ids[0]
+        ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, pad).generated[0]
+        return reader.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n")[0].strip()
+
     def _id(self) -> bytes:
         if not hasattr(self, "_cached_id") or self.training:
             self._cached_id = self.checkpoint_id()

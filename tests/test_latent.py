@@ -167,6 +167,19 @@ def test_train_resume_and_latent_eval(tmp_path, pair):
         same_bits = [r for r in rows[:4] if r["bits"] == oracle["bits"]]
         assert max(r["f1"] for r in same_bits) <= oracle["f1"] + 1e-9
 
+    # the public receiver API answers a packet exactly as the harness did
+    system = load_trained(tmp_path / "run", dict(pair))
+    examples, _ = load_examples("squad", n=3, seed=0, split="validation")
+    records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    for example in examples:
+        packet = system.encode(example.question, example.context, 4)
+        for name in ("a", "b"):
+            expected = next(r["prediction"] for r in records if r["receiver"] == name and r["method"] == "latent"
+                            and r["bits"] == 4 and r["id"] == example.id)
+            assert system.answer(packet, name, max_new_tokens=3) == expected
+    with pytest.raises(ValueError, match="no receiver 'c'"):
+        system.answer(packet, "c")
+
 
 def test_packets_and_checkpoints_refuse_foreign_or_corrupt_input(tmp_path, pair):
     config = _config(tmp_path, "byte", "train.steps=2")

@@ -54,10 +54,21 @@ def left_pad(prompts: list[PromptInput], receiver: Receiver, pad_id: int) -> dic
     return {**inputs, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
 
 
+@dataclass
+class Decoded:
+    """Greedy decoding of one batch, with what scoring needs afterwards."""
+
+    generated: list[list[int]]       # generated ids per example, stop token excluded
+    first_logits: torch.Tensor       # [B, V] logits of the first decoding step (float32)
+    cache: object                    # KV cache, cropped back to the prompt
+    inputs: dict[str, torch.Tensor]  # the left-padded prompt inputs (attention_mask, position_ids, ...)
+    prefill_seconds: float
+
+
 @torch.no_grad()
-def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: list[list[int]],
-                       max_new_tokens: int, stop_ids: list[int], pad_id: int) -> BatchOutput:
-    """Greedy-decode `max_new_tokens` for each prompt, then score `answers` [B][n_b] teacher-forced."""
+def greedy_decode(receiver: Receiver, prompts: list[PromptInput], max_new_tokens: int, stop_ids: list[int],
+                  pad_id: int) -> Decoded:
+    """Greedy-decode up to `max_new_tokens` per prompt (stops at any of `stop_ids`), batched, KV-cached."""
     model = receiver.model
     start = time.perf_counter()
     inputs = left_pad(prompts, receiver, pad_id)
@@ -83,11 +94,20 @@ def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: 
         token = out.logits[:, -1].argmax(-1)
     extra = cache.get_seq_length() - prompt_length
     if extra > 0:
-        cache.crop(-extra)  # drop the generated tokens: score the answer after the prompt alone
-    nll = _answer_nll(model, cache, first_logits, inputs["attention_mask"], inputs["position_ids"],
-                      answers, pad_id)
-    return BatchOutput(generated=generated, first_top5=first_logits.topk(5, dim=-1).indices.tolist(),
-                       answer_nll=nll, prefill_seconds=prefill_seconds,
+        cache.crop(-extra)  # drop the generated tokens
+    return Decoded(generated, first_logits, cache, inputs, prefill_seconds)
+
+
+@torch.no_grad()
+def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: list[list[int]],
+                       max_new_tokens: int, stop_ids: list[int], pad_id: int) -> BatchOutput:
+    """Greedy-decode `max_new_tokens` for each prompt, then score `answers` [B][n_b] teacher-forced."""
+    start = time.perf_counter()
+    decoded = greedy_decode(receiver, prompts, max_new_tokens, stop_ids, pad_id)
+    nll = _answer_nll(receiver.model, decoded.cache, decoded.first_logits, decoded.inputs["attention_mask"],
+                      decoded.inputs["position_ids"], answers, pad_id)
+    return BatchOutput(generated=decoded.generated, first_top5=decoded.first_logits.topk(5, dim=-1).indices.tolist(),
+                       answer_nll=nll, prefill_seconds=decoded.prefill_seconds,
                        total_seconds=time.perf_counter() - start)
 
 

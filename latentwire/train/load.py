@@ -31,7 +31,7 @@ def load_trained(path: str | Path, receivers: dict[str, Receiver] | None = None)
         config = config_from_dict(read_json(folder / "config.json"))
     except ConfigError as error:
         raise CheckpointError(f"{folder / 'config.json'}: {error}") from None
-    system, loaded, _ = setup(config, receivers)
+    system, loaded, builders = setup(config, receivers)
     if receivers is not None:
         receivers.update(loaded)
     load_model_weights(system, folder)
@@ -39,5 +39,6 @@ def load_trained(path: str | Path, receivers: dict[str, Receiver] | None = None)
     if state.get("checkpoint_id") and state["checkpoint_id"] != system.checkpoint_id().hex():
         raise CheckpointError(f"{folder / 'model.safetensors'} does not match the checkpoint id in state.json "
                               "(tampered or mixed files)")
+    system.attach(loaded, builders)
     system.eval()
     return system
