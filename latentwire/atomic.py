@@ -1,4 +1,4 @@
-"""Write a directory atomically: fill a staging directory, then rename it into place."""
+"""Crash-safe files: directories written atomically (staging dir, then rename), logs cut to whole lines."""
 from __future__ import annotations
 
 import os
@@ -29,3 +29,15 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def trim_partial_line(path: Path) -> None:
+    """Cut an append-only text log back to its last complete line (a kill may leave half a line)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(end)

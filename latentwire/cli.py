@@ -23,10 +23,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from latentwire.config import load_config
-    from latentwire.train.trainer import train
+    from latentwire.train.trainer import run_summary, train
 
     config = load_config(args.config, args.overrides)
     checkpoint = train(config, progress=not args.quiet)
+    print(run_summary(config.train.out_dir))
     print(f"trained {config.train.steps} steps; newest checkpoint: {checkpoint}")
     print(f"evaluate it with: latentwire eval checkpoint={checkpoint} eval.methods=[text,latent]")
     return 0

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from latentwire.train.checkpoint import latest_checkpoint, read_tensors
+from latentwire.train.trainer import examples_trained
 from tiny import tiny_receiver
 
 STEPS = 6
@@ -66,3 +67,39 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_dirs):
     for key, value in expected.items():
         assert torch.allclose(value, resumed[key], atol=1e-6), key
     assert not list((killed / "checkpoints").glob(".staging-*"))  # partial writes were cleaned, never loaded
+    # every step trained exactly the examples of the uninterrupted run: none lost, none repeated
+    assert examples_trained(killed / "examples.jsonl") == examples_trained(reference / "examples.jsonl")
+    assert len(examples_trained(reference / "examples.jsonl")) == STEPS
+
+
+KILL_IN_SAVE = """
+import os, signal, sys
+import latentwire.train.checkpoint as checkpoint
+from latentwire.cli import main
+calls, real = [0], checkpoint.save_file
+def save_then_die(tensors, path, *args, **kwargs):
+    calls[0] += 1
+    real(tensors, path, *args, **kwargs)
+    if calls[0] == int(os.environ["DIE_AT_WRITE"]):
+        os.kill(os.getpid(), signal.SIGKILL)   # mid-checkpoint: model written, optimizer not yet
+checkpoint.save_file = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_loses_nothing(tmp_path, tiny_dirs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run(_command(tiny_dirs, reference), check=True, env=env, capture_output=True, timeout=300)
+    args = _command(tiny_dirs, killed)[3:]
+    died = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *args], env={**env, "DIE_AT_WRITE": "5"},
+                          capture_output=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL
+    assert latest_checkpoint(killed).name == "step-000002"          # step 3's write never completed
+    assert list((killed / "checkpoints").glob(".staging-*"))         # ... and left its staging dir
+    subprocess.run(_command(tiny_dirs, killed), check=True, env=env, capture_output=True, timeout=300)
+    expected, resumed = _weights(reference), _weights(killed)
+    for key, value in expected.items():
+        assert torch.allclose(value, resumed[key], atol=1e-6), key
+    assert examples_trained(killed / "examples.jsonl") == examples_trained(reference / "examples.jsonl")
+    assert not list((killed / "checkpoints").glob(".staging-*"))

@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
+from latentwire.atomic import trim_partial_line
 from latentwire.config import Config
 from latentwire.data.loaders import load_examples
 from latentwire.llm.loader import Receiver, load_receiver
@@ -61,6 +62,47 @@ def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     return tuple(order)
 
 
+def step_examples(items: list[TrainItem], step: int, config: Config, world: int = 1) -> list[str]:
+    """Ids of every example optimizer step `step` trains on, over all micro-batches and processes."""
+    return [item.example.id for micro in range(config.train.grad_accum) for rank in range(world)
+            for item in micro_batch(items, step, micro, config, rank, world)]
+
+
+def _record_examples(path: Path, step: int, items: list[TrainItem], config: Config, world: int) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"step": step + 1, "examples": step_examples(items, step, config, world)}) + "\n")
+
+
+def examples_trained(path: Path) -> dict[int, list[str]]:
+    """step -> example ids from a run's examples.jsonl; a step redone after a kill keeps its last record
+    (the earlier one's update died with the process)."""
+    steps: dict[int, list[str]] = {}
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            steps[record["step"]] = record["examples"]
+    return steps
+
+
+def run_summary(out_dir: Path) -> str:
+    """A few lines on what a run skipped: bad data rows, examples that failed alignment, non-finite steps."""
+    out_dir = Path(out_dir)
+    report = json.loads((out_dir / "data_report.json").read_text())
+    data, alignment = report["data"], report["alignment"]
+    lines = [f"data: {data['kept']} rows kept, {data['skipped_total']} skipped {data['skipped'] or ''}".rstrip()]
+    lines += [f"  skipped: {row}" for row in data.get("first_skips", [])[:5]]
+    dropped = alignment.get("skipped_total", 0)
+    lines.append(f"training items: {alignment.get('kept')} kept, {dropped} dropped {alignment.get('skipped') or ''}"
+                 .rstrip())
+    newest = latest_checkpoint(out_dir)
+    if newest is not None:
+        lines.append(f"non-finite steps skipped: {read_json(newest / 'state.json').get('bad_steps', 0)}")
+    return "\n".join(lines)
+
+
 def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: torch.device | None = None):
     """Load receivers, builders and the source LM, build the LatentWire model (untrained)."""
     loaded = dict(receivers or {})
@@ -92,6 +134,8 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         remove_partial_writes(out)
+        for log in ("log.jsonl", "examples.jsonl"):
+            trim_partial_line(out / log)
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
     key, cache = items_key(config.to_dict()), out / "features"
@@ -144,6 +188,8 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
                 raise TrainingError(f"stopped: {bad_steps} steps with a non-finite loss or gradient "
                                     f"(train.max_bad_steps={t.max_bad_steps})")
         optimizer.zero_grad(set_to_none=True)
+        if accelerator.is_main_process:
+            _record_examples(out / "examples.jsonl", step, items, config, accelerator.num_processes)
         step += 1
         bar.update(1)
         if accelerator.is_main_process and (step % t.log_every == 0 or step == t.steps):
