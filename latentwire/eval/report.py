@@ -25,3 +25,12 @@ def markdown_table(rows: list[dict]) -> str:
             cells.append("-" if value is None else fmt.format(value))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plain_table(rows: list[dict], keys: list[str]) -> str:
+    """A markdown table of `keys` for any rows (floats to 4 significant digits, missing as -)."""
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
