@@ -172,6 +172,68 @@ class TrainConfig:
 
 
 @dataclass
+class LoraFeatureConfig:
+    """LoRA on every receiver (peft), trained with the latent; off while the text teacher runs."""
+
+    enabled: bool = False
+    rank: int = 8
+    """LoRA rank r."""
+    alpha: float = 16.0
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Receiver module names that get LoRA (names shared by llama, qwen2 and gemma3)."""
+
+
+@dataclass
+class DeepPrefixConfig:
+    """Per-layer keys and values made from the latent slots, given to the receiver as its KV cache."""
+
+    enabled: bool = False
+    rank: int = 64
+    """Width of the shared bottleneck before each layer's key/value projection."""
+
+
+@dataclass
+class LatentAdapterConfig:
+    """Gated cross-attention from the receiver's hidden states to the latent at chosen layers."""
+
+    enabled: bool = False
+    every: int = 4
+    """A block after every n-th decoder layer (after layers n-1, 2n-1, ...), unless `layers` is set."""
+    layers: list[int] = field(default_factory=list)
+    """Explicit decoder layer indices (0-based); empty = use `every`."""
+    heads: int = 4
+
+
+@dataclass
+class CoprocessorConfig:
+    """A small network turning the latent into a few extra key/value entries per layer (KV cache)."""
+
+    enabled: bool = False
+    entries: int = 4
+    """Extra cache entries per layer (added beside the latent prefix, never replacing it)."""
+    width: int = 128
+    layers: int = 1
+    rank: int = 64
+
+
+@dataclass
+class FeaturesConfig:
+    """Optional receiver-side features (Phase B); each is off by default and has its own section."""
+
+    lora: LoraFeatureConfig = field(default_factory=LoraFeatureConfig)
+    deep_prefix: DeepPrefixConfig = field(default_factory=DeepPrefixConfig)
+    latent_adapters: LatentAdapterConfig = field(default_factory=LatentAdapterConfig)
+    coprocessor: CoprocessorConfig = field(default_factory=CoprocessorConfig)
+
+    def enabled(self) -> list[str]:
+        """Names of the enabled features, in registry order."""
+        return [name for name in ("lora", "deep_prefix", "latent_adapters", "coprocessor")
+                if getattr(self, name).enabled]
+
+
+@dataclass
 class Config:
     """Everything a run needs."""
 
@@ -186,11 +248,41 @@ class Config:
     wire: WireConfig = field(default_factory=WireConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
     checkpoint: str = ""
     """A trained LatentWire checkpoint directory: enables the latent eval methods."""
 
+    def __post_init__(self) -> None:
+        problems = feature_problems(self)
+        if problems:
+            raise ConfigError(f"features: {problems[0]}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def feature_problems(config: Config) -> list[str]:
+    """Why the enabled features cannot work with the rest of `config` (empty when they can)."""
+    f, problems = config.features, []
+    if f.lora.enabled:
+        if f.lora.rank < 1 or not f.lora.targets:
+            problems.append("lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
+        shared = [r.name for r in config.receivers if r.model == config.encoder.source_model]
+        if shared and config.encoder.kind in ("lm_perceiver", "mean_pool"):
+            problems.append(f"lora on receiver {shared[0]!r}, which is also the encoder's source model: its "
+                            "cached encoder features would no longer match the model; use another source_model")
+    if f.deep_prefix.enabled and f.deep_prefix.rank < 1:
+        problems.append("deep_prefix.enabled needs deep_prefix.rank >= 1")
+    if f.latent_adapters.enabled:
+        if f.latent_adapters.every < 1 and not f.latent_adapters.layers:
+            problems.append("latent_adapters.enabled needs latent_adapters.every >= 1 or explicit layers")
+        if any(layer < 0 for layer in f.latent_adapters.layers):
+            problems.append("latent_adapters.layers must be >= 0")
+    if f.coprocessor.enabled and (f.coprocessor.entries < 1 or f.coprocessor.width < 8):
+        problems.append("coprocessor.enabled needs coprocessor.entries >= 1 and width >= 8")
+    if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
+        problems.append("features read the latent: encoder.M must be >= 1")
+    return problems
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -14,13 +14,15 @@ from latentwire.config import Config
 from latentwire.data.examples import MAX_FIELD_CHARS
 from latentwire.encoders import build_encoder
 from latentwire.encoders.blocks import pad_features
+from latentwire.features import ReceiverFeatures
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import format_content
 from latentwire.wire import decode_latent, encode_latent, fake_quantize
 
 
 class LatentWire(nn.Module):
-    """Encoder plus one adapter per receiver; `receivers` maps name -> frozen Receiver (not saved)."""
+    """Encoder plus one adapter per receiver (plus the enabled receiver features, config.features);
+    `receivers` maps name -> frozen Receiver (not saved; LoRA weights inside them are)."""
 
     def __init__(self, config: Config, receivers: dict[str, Receiver], source: Receiver | None = None):
         super().__init__()
@@ -36,6 +38,7 @@ class LatentWire(nn.Module):
             name: Adapter(enc.d_z, receivers[name].model.config.hidden_size,
                           embedding_rms(receivers[name].model.get_input_embeddings().weight))
             for name in self.receiver_names})
+        self.features = ReceiverFeatures(config.features, {n: receivers[n] for n in self.receiver_names})
 
     def slots_of(self, name: str) -> list[int]:
         """Latent slot indices receiver `name` reads: the shared M, then its private block."""
@@ -114,9 +117,9 @@ class LatentWire(nn.Module):
         reader, builder = receivers[receiver], builders[receiver]
         z = self.decode(packet)
         embeds = self.receiver_embeds(receiver, z[None]).to(reader.device, reader.model.dtype)
-        prompt = PromptInput("", embeds=latent_prompt_embeds(reader, builder, embeds)[0])
+        prompt = PromptInput("", embeds=latent_prompt_embeds(reader, builder, embeds)[0], latent_embeds=embeds[0])
         pad = reader.tokenizer.pad_token_id if reader.tokenizer.pad_token_id is not None else builder.stop_ids[0]
-        ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, pad).generated[0]
+        ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, pad, self.features).generated[0]
         return reader.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n")[0].strip()
 
     def _id(self) -> bytes:

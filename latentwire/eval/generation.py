@@ -5,21 +5,16 @@ prompt, so nothing derived from it can reach the generated text.
 """
 from __future__ import annotations
 
-import inspect
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from latentwire.eval.methods import PromptInput
+from latentwire.llm.cache import cache_kwarg, prefilled_cache
 from latentwire.llm.loader import Receiver
-
-
-def cache_kwarg(model, cache) -> dict:
-    """`{name: cache}` under the keyword this transformers version's forward takes for the KV cache."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: cache}
 
 
 @dataclass
@@ -65,22 +60,48 @@ class Decoded:
     prefill_seconds: float
 
 
+def prepare_inputs(receiver: Receiver, prompts: list[PromptInput], pad_id: int, features=None):
+    """(model inputs, cache keyword args, context) for a batch of prompts.
+
+    With `features` (a ReceiverFeatures) and latent prompts, the features' cache entries come
+    first (attention mask and positions extended over them) and the context is their `reading`,
+    to be held through prefill, decoding and scoring.
+    """
+    inputs = left_pad(prompts, receiver, pad_id)
+    if features is None or not len(features.enabled) or any(p.latent_embeds is None for p in prompts):
+        return inputs, {}, nullcontext()
+    memory = torch.stack([p.latent_embeds for p in prompts]).to(receiver.device)          # [B, M, d]
+    cache_in = {}
+    kv = features.kv_entries(receiver.name, memory)
+    if kv is not None:
+        entries = kv[0][0].shape[2]
+        full = torch.cat([inputs["attention_mask"].new_ones(len(prompts), entries), inputs["attention_mask"]], 1)
+        inputs["attention_mask"] = full
+        inputs["position_ids"] = (full.cumsum(-1) - 1).clamp(min=0)[:, entries:]
+        cache_in = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv))
+    return inputs, cache_in, features.reading(receiver.name, memory)
+
+
 @torch.no_grad()
 def greedy_decode(receiver: Receiver, prompts: list[PromptInput], max_new_tokens: int, stop_ids: list[int],
-                  pad_id: int) -> Decoded:
+                  pad_id: int, features=None) -> Decoded:
     """Greedy-decode up to `max_new_tokens` per prompt (stops at any of `stop_ids`), batched, KV-cached."""
-    model = receiver.model
     start = time.perf_counter()
-    inputs = left_pad(prompts, receiver, pad_id)
+    inputs, cache_in, context = prepare_inputs(receiver, prompts, pad_id, features)
+    with context:
+        return _decode(receiver.model, inputs, cache_in, max_new_tokens, stop_ids, start)
+
+
+def _decode(model, inputs: dict, cache_in: dict, max_new_tokens: int, stop_ids: list[int], start: float) -> Decoded:
     mask, positions = inputs["attention_mask"], inputs["position_ids"]
-    out = model(**inputs, use_cache=True, logits_to_keep=1)
+    out = model(**inputs, **cache_in, use_cache=True, logits_to_keep=1)
     prefill_seconds = time.perf_counter() - start
     first_logits = out.logits[:, -1].float()                                    # [B, V]
     cache, prompt_length = out.past_key_values, mask.shape[1]
     stop = torch.tensor(stop_ids, device=mask.device)
     token = first_logits.argmax(-1)                                              # [B]
     done = torch.zeros_like(token, dtype=torch.bool)
-    generated: list[list[int]] = [[] for _ in prompts]
+    generated: list[list[int]] = [[] for _ in range(mask.shape[0])]
     for step in range(max_new_tokens):
         done |= torch.isin(token, stop)
         for row in (~done).nonzero().flatten().tolist():
@@ -100,12 +121,14 @@ def greedy_decode(receiver: Receiver, prompts: list[PromptInput], max_new_tokens
 
 @torch.no_grad()
 def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: list[list[int]],
-                       max_new_tokens: int, stop_ids: list[int], pad_id: int) -> BatchOutput:
+                       max_new_tokens: int, stop_ids: list[int], pad_id: int, features=None) -> BatchOutput:
     """Greedy-decode `max_new_tokens` for each prompt, then score `answers` [B][n_b] teacher-forced."""
     start = time.perf_counter()
-    decoded = greedy_decode(receiver, prompts, max_new_tokens, stop_ids, pad_id)
-    nll = _answer_nll(receiver.model, decoded.cache, decoded.first_logits, decoded.inputs["attention_mask"],
-                      decoded.inputs["position_ids"], answers, pad_id)
+    inputs, cache_in, context = prepare_inputs(receiver, prompts, pad_id, features)
+    with context:
+        decoded = _decode(receiver.model, inputs, cache_in, max_new_tokens, stop_ids, start)
+        nll = _answer_nll(receiver.model, decoded.cache, decoded.first_logits, decoded.inputs["attention_mask"],
+                          decoded.inputs["position_ids"], answers, pad_id)
     return BatchOutput(generated=decoded.generated, first_top5=decoded.first_logits.topk(5, dim=-1).indices.tolist(),
                        answer_nll=nll, prefill_seconds=decoded.prefill_seconds,
                        total_seconds=time.perf_counter() - start)

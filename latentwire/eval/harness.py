@@ -1,6 +1,7 @@
 """Evaluation harness: every receiver x method over the same examples, metrics per design notes §4."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -37,6 +38,13 @@ def clean_prediction(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
+def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManager:
+    """Text and embedding methods run the receiver as the frozen model (LoRA and other features off)."""
+    if ctx.features is None or spec.uses_bits:
+        return contextlib.nullcontext()
+    return ctx.features.plain(ctx.receiver.name)
+
+
 def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
                max_new_tokens: int, progress: bool = True) -> MethodRun:
     """Evaluate one method on `examples`; returns the metrics row and per-example predictions."""
@@ -44,7 +52,8 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     receiver, builder = ctx.receiver, ctx.builder
     tokenizer = receiver.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.stop_ids[0]
-    prompts = [spec.build(e, ctx) for e in examples]
+    with _receiver_alone(ctx, spec):
+        prompts = [spec.build(e, ctx) for e in examples]
     gold_ids = [builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
     order = sorted(range(len(examples)), key=lambda i: prompts[i].length)  # less padding per batch
     budget = ctx.budget if spec.uses_budget else None
@@ -52,15 +61,18 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     label = f"{receiver.name}/{method}" + (f"@{budget}" if budget else "") + (f"@{bits}bit" if bits else "")
     records: dict[int, dict] = {}
     prefill = total = 0.0
-    for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress,
-                            leave=False):
-        out = generate_and_score(receiver, [prompts[i] for i in index_batch], [gold_ids[i] for i in index_batch],
-                                 max_new_tokens, builder.stop_ids, pad_id)
-        prefill += out.prefill_seconds
-        total += out.total_seconds
-        for j, i in enumerate(index_batch):
-            records[i] = _score(examples[i], prompts[i], gold_ids[i], out.generated[j], out.first_top5[j],
-                                out.answer_nll[j], tokenizer.decode(out.generated[j], skip_special_tokens=True))
+    features = ctx.features if spec.uses_bits else None
+    with _receiver_alone(ctx, spec):
+        for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress,
+                                leave=False):
+            out = generate_and_score(receiver, [prompts[i] for i in index_batch],
+                                     [gold_ids[i] for i in index_batch], max_new_tokens, builder.stop_ids, pad_id,
+                                     features)
+            prefill += out.prefill_seconds
+            total += out.total_seconds
+            for j, i in enumerate(index_batch):
+                records[i] = _score(examples[i], prompts[i], gold_ids[i], out.generated[j], out.first_top5[j],
+                                    out.answer_nll[j], tokenizer.decode(out.generated[j], skip_special_tokens=True))
     predictions = [records[i] for i in range(len(examples))]
     n = len(predictions)
     mean = lambda key: sum(p[key] for p in predictions) / n  # noqa: E731

@@ -29,7 +29,7 @@ def _proposal_nll(ctx: MethodContext, examples: list[QAExample], proposals: list
         result = [math.inf] * len(batch)
         if usable:
             out = generate_and_score(ctx.receiver, [prompts[j] for j in usable], [ids[j] for j in usable], 1,
-                                     builder.stop_ids, builder.stop_ids[0])
+                                     builder.stop_ids, builder.stop_ids[0], ctx.features)
             for j, nll in zip(usable, out.answer_nll):
                 result[j] = sum(nll) / len(nll)
         scores.extend(result)

@@ -33,6 +33,7 @@ class PromptInput:
     wire_bytes: int | None = None    # bytes of the packet actually sent (latent methods)
     latent: torch.Tensor | None = None  # the decoded latent [slots, d_z] (latent methods; diagnostics)
     content_tokens: int = 0          # receiver tokens of the content a latent replaces (latent methods)
+    latent_embeds: torch.Tensor | None = None  # the adapter's output [M_r, d] (what receiver features read)
 
     @property
     def length(self) -> int:
@@ -48,6 +49,11 @@ class MethodContext:
     budget: int = 0                  # token_budget: M
     bits: int = 16                   # latent: the bit width sent
     system: object | None = None     # latent: the trained LatentWire model
+
+    @property
+    def features(self):
+        """The trained model's receiver features (a ReceiverFeatures), or None."""
+        return getattr(self.system, "features", None)
 
 
 def message_bytes(question: str, context: str) -> tuple[int, int]:
@@ -99,10 +105,10 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
         raise ValueError("eval method 'latent' needs a trained model: set checkpoint=<checkpoint dir>")
     packet = ctx.system.encode(example.question, example.context, ctx.bits)
     z = ctx.system.decode(packet)                                              # [slots, d_z]
-    embeds = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
-    embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, embeds)[0]
+    latent = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
+    embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, latent)[0]
     content = format_content(example.question, example.context)
-    return PromptInput(content, embeds=embeds,
+    return PromptInput(content, embeds=embeds, latent_embeds=latent[0],
                        wire_bytes=len(packet), latent=z.cpu(), content_tokens=len(ctx.builder.encode(content)),
                        **_bytes(example.question, example.context))
 

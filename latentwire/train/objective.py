@@ -29,13 +29,16 @@ def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiv
     `system` may be the LatentWire model or its distributed wrapper: only its forward is called.
     """
     per_receiver = system([item.features for item in items])                    # {name: [B, M_r, d]}
+    features = getattr(system, "module", system).features                       # unwrapped from DDP
     total, parts = next(iter(per_receiver.values())).new_zeros(()), {}
     for name, receiver in receivers.items():
         device = receiver.device
         pad = builders[name].stop_ids[0]
         targets, mask = pad_targets([item.targets[name] for item in items], loss.K, pad, device)
         embeds = per_receiver[name].to(device)
-        logits = answer_logits(receiver, builders[name], embeds, targets)       # [B, K, V]
+        with features.reading(name, embeds):
+            logits = answer_logits(receiver, builders[name], embeds, targets,
+                                   features.kv_entries(name, embeds))             # [B, K, V]
         ce = k_token_ce(logits, targets, mask, loss.first_token_weight)
         total = total + loss.ce_weight * ce
         parts[f"{name}/ce"] = ce.item()

@@ -5,6 +5,7 @@ function of (seed, step), so a resumed run sees exactly the batches an uninterru
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -142,8 +143,11 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     with accelerator.main_process_first():  # the main process builds the cache; the others then read it
         items = load_items(examples, cache, key)
         if items is None:
-            items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
-                                             progress=progress and accelerator.is_main_process)
+            with contextlib.ExitStack() as alone:  # the text teacher is the frozen receiver, features off
+                for name in receivers:
+                    alone.enter_context(system.features.plain(name))
+                items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
+                                                 progress=progress and accelerator.is_main_process)
             item_report = item_report.as_dict()
             if accelerator.is_main_process:
                 save_items(items, cache, key, item_report)

@@ -1,0 +1,49 @@
+"""Optional receiver-side features, one registry: name -> module class, each with its config section
+`features.<name>`. `ReceiverFeatures` runs the enabled ones around a receiver's forward."""
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from latentwire.features.base import KV, Feature
+from latentwire.features.kv_writer import Coprocessor, DeepPrefix
+from latentwire.features.latent_adapters import LatentAdapters
+from latentwire.features.lora import Lora
+
+FEATURES: dict[str, type[Feature]] = {cls.name: cls for cls in (Lora, DeepPrefix, LatentAdapters, Coprocessor)}
+
+
+class ReceiverFeatures(nn.Module):
+    """The enabled features of a LatentWire model (an empty ModuleDict when none is on)."""
+
+    def __init__(self, features_config, receivers: dict):
+        super().__init__()
+        self.enabled = nn.ModuleDict({name: FEATURES[name](getattr(features_config, name), receivers)
+                                      for name in features_config.enabled()})
+
+    def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV | None:
+        """All features' extra cache entries for `receiver`, concatenated per layer (None if there are none)."""
+        parts = [kv for f in self.enabled.values() if (kv := f.kv_entries(receiver, embeds)) is not None]
+        if not parts:
+            return None
+        return [(torch.cat([p[layer][0] for p in parts], dim=2), torch.cat([p[layer][1] for p in parts], dim=2))
+                for layer in range(len(parts[0]))]
+
+    @contextmanager
+    def reading(self, receiver: str, embeds: torch.Tensor) -> Iterator[None]:
+        """Every feature's `reading` context for `receiver` reading latent embeds [B, M, d_model]."""
+        with ExitStack() as stack:
+            for feature in self.enabled.values():
+                stack.enter_context(feature.reading(receiver, embeds))
+            yield
+
+    @contextmanager
+    def plain(self, receiver: str) -> Iterator[None]:
+        """`receiver` behaves as the frozen model alone (text teacher, text baselines)."""
+        with ExitStack() as stack:
+            for feature in self.enabled.values():
+                stack.enter_context(feature.plain(receiver))
+            yield
