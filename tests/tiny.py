@@ -31,7 +31,7 @@ def tiny_tokenizer(chat: bool = True, add_bos: bool = False) -> PreTrainedTokeni
 
 
 def tiny_receiver(arch: str = "llama", seed: int = 0, **tokenizer_kwargs) -> Receiver:
-    """A frozen 2-layer random Llama or Qwen2 receiver with the tiny tokenizer."""
+    """A frozen 2-layer random Llama, Qwen2 or Gemma3 receiver with the tiny tokenizer."""
     tokenizer = tiny_tokenizer(**tokenizer_kwargs)
     common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
@@ -42,6 +42,10 @@ def tiny_receiver(arch: str = "llama", seed: int = 0, **tokenizer_kwargs) -> Rec
         model = LlamaForCausalLM(LlamaConfig(**common))
     elif arch == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**common))
+    elif arch == "gemma3":  # one sliding-window layer (window 8) and one full-attention layer
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**common, head_dim=8, sliding_window=8,
+                                                   layer_types=["sliding_attention", "full_attention"]))
     else:
         raise ValueError(arch)
     return Receiver(name=f"tiny-{arch}", model=freeze(model), tokenizer=tokenizer, source=f"tiny-{arch}")
