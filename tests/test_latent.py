@@ -145,7 +145,12 @@ def test_train_resume_and_latent_eval(tmp_path, pair):
     straight = train(config, progress=False, receivers=pair)
     assert straight.name == "step-000004"
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3, 4] and all(r["loss"] > 0 for r in log)
+    assert [r["step"] for r in log] == [0, 1, 2, 3, 4] and all(r["loss"] > 0 for r in log[1:])
+    for record in log:   # the shuffled-latent test, logged from step 0 for every receiver
+        for name in ("a", "b"):
+            assert record[f"{name}/bits_specific"] == pytest.approx(
+                record[f"{name}/bits_shuffled"] - record[f"{name}/bits_own"])
+            assert record[f"{name}/bits_own"] > 0 and record[f"{name}/bits_none"] > 0
     reference = load_trained(straight, dict(pair)).state_dict()
 
     resumed_cfg = _config(tmp_path, "byte", "train.steps=4", f"train.out_dir={tmp_path / 'run2'}")

@@ -62,7 +62,7 @@ def test_non_finite_steps_are_skipped_counted_and_capped(tmp_path, pair, monkeyp
     config = _config(tmp_path, "byte", "train.steps=5", "train.save_every=1", "train.max_bad_steps=3")
     newest = train(config, progress=False, receivers=pair)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["bad_steps"] for r in log] == [0, 1, 1, 2, 2]
+    assert [r["bad_steps"] for r in log if "loss" in r] == [0, 1, 1, 2, 2]
     assert json.loads((newest / "state.json").read_text())["bad_steps"] == 2
     # a skipped step leaves the weights as they were
     before, after = (load_file(str(tmp_path / "run" / "checkpoints" / f"step-00000{i}" / "model.safetensors"))

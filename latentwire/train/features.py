@@ -130,7 +130,8 @@ def load_items(examples: list[QAExample], folder: Path, key: str) -> list[TrainI
 
 def items_key(config_dict: dict) -> str:
     """A digest of everything the cached items depend on."""
-    relevant = {k: config_dict[k] for k in ("receivers", "data", "prompt", "encoder")}
+    relevant = {k: config_dict[k] for k in ("receivers", "prompt", "encoder")}
+    relevant["data"] = {k: config_dict["data"][k] for k in ("source", "path", "max_context_chars")}
     relevant["loss"] = {k: config_dict["loss"][k] for k in ("K", "kd_top_k")} | {
         "kd": config_dict["loss"]["kd_weight"] > 0}
     relevant["train"] = {k: config_dict["train"][k] for k in ("n_train", "seed")}

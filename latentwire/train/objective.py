@@ -8,6 +8,7 @@ from latentwire.latent_inputs import answer_logits
 from latentwire.llm.loader import Receiver
 from latentwire.losses import k_token_ce, kd_kl
 from latentwire.prompt import PromptBuilder
+from latentwire.shuffle_test import rolled, summarize, target_bits
 from latentwire.system import LatentWire
 from latentwire.train.features import TrainItem
 
@@ -50,3 +51,28 @@ def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiv
             total = total + loss.kd_weight * kd
             parts[f"{name}/kd"] = kd.item()
     return total, parts
+
+
+@torch.no_grad()
+def shuffle_test_bits(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiver],
+                      builders: dict[str, PromptBuilder], items: list[TrainItem], loss: LossConfig) -> dict[str, float]:
+    """The shuffled-latent test on one batch (needs >= 2 items): per receiver `name/bits_specific`,
+    `name/bits_prior` (and the three NLLs) of the first K answer tokens."""
+    core = getattr(system, "module", system)
+    per_receiver = core([item.features for item in items])
+    out: dict[str, float] = {}
+    for name, receiver in receivers.items():
+        device, builder = receiver.device, builders[name]
+        targets, mask = pad_targets([item.targets[name] for item in items], loss.K, builder.stop_ids[0], device)
+        embeds = per_receiver[name].to(device)
+
+        def bits(latent: torch.Tensor) -> torch.Tensor:
+            if latent.shape[1] == 0:   # no latent: prefix + anchor only, nothing for features to read
+                return target_bits(answer_logits(receiver, builder, latent, targets), targets, mask)
+            with core.features.reading(name, latent):
+                logits = answer_logits(receiver, builder, latent, targets, core.features.kv_entries(name, latent))
+            return target_bits(logits, targets, mask)
+
+        result = summarize(bits(embeds), bits(rolled(embeds)), bits(embeds[:, :0]))
+        out.update({f"{name}/{key}": value for key, value in result.items()})
+    return out

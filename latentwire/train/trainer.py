@@ -27,7 +27,7 @@ from latentwire.system import LatentWire
 from latentwire.train.checkpoint import (latest_checkpoint, load_model_weights, load_optimizer, read_json,
                                          remove_partial_writes, save_checkpoint)
 from latentwire.train.features import TrainItem, build_items, items_key, load_items, save_items
-from latentwire.train.objective import batch_loss
+from latentwire.train.objective import batch_loss, shuffle_test_bits
 
 
 class TrainingError(RuntimeError):
@@ -104,6 +104,19 @@ def run_summary(out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _shuffle_test(system, receivers, builders, items: list[TrainItem], step: int, config: Config) -> dict:
+    """bits_specific / bits_prior per receiver on the examples of step `step` (at least 2 of them)."""
+    batch = micro_batch(items, step, 0, config)
+    if len(batch) < 2:
+        batch = batch + micro_batch(items, step + 1, 0, config)
+    was_training = system.training
+    system.eval()
+    try:
+        return shuffle_test_bits(system, receivers, builders, batch, config.loss)
+    finally:
+        system.train(was_training)
+
+
 def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: torch.device | None = None):
     """Load receivers, builders and the source LM, build the LatentWire model (untrained)."""
     loaded = dict(receivers or {})
@@ -169,6 +182,9 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     (out / "data_report.json").write_text(json.dumps({"data": data_report.as_dict(),
                                                       "alignment": item_report}, indent=2))
+    if step == 0 and accelerator.is_main_process:   # the shuffled-latent test before any update
+        with open(out / "log.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": 0, **_shuffle_test(system, receivers, builders, items, 0, config)}) + "\n")
     bar = tqdm(total=t.steps, initial=step, desc="train", disable=not (progress and accelerator.is_main_process))
     while step < t.steps and (stop_after is None or step < stop_after):
         started = time.perf_counter()
@@ -197,8 +213,10 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
         step += 1
         bar.update(1)
         if accelerator.is_main_process and (step % t.log_every == 0 or step == t.steps):
+            seconds = time.perf_counter() - started
+            shuffle = _shuffle_test(system, receivers, builders, items, step, config)
             record = {"step": step, "loss": total, "lr": learning_rate(step - 1, config), "grad_norm": float(norm),
-                      "bad_steps": bad_steps, "sec_per_step": time.perf_counter() - started, **parts}
+                      "bad_steps": bad_steps, "sec_per_step": seconds, **parts, **shuffle}
             with open(out / "log.jsonl", "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{total:.3f}")
