@@ -168,6 +168,9 @@ def test_train_resume_and_latent_eval(tmp_path, pair):
     assert min(rows[1]["f1"], rows[3]["f1"]) <= rows[6]["f1"] <= rows[5]["f1"] + 1e-9
     assert rows[1]["wire_bytes"] < rows[0]["wire_bytes"] and -1 <= rows[0]["latent_cosine"] <= 1
     assert rows[1]["wire_compression"] == pytest.approx(rows[1]["text_bytes"] / rows[1]["wire_bytes"], rel=0.2)
+    for row in rows[:4]:
+        assert row["bits_specific"] == pytest.approx(row["bits_shuffled"] - row["bits_own"])
+        assert row["bits_prior"] == pytest.approx(row["bits_none"] - row["bits_shuffled"])
     for oracle in rows[4:6]:
         same_bits = [r for r in rows[:4] if r["bits"] == oracle["bits"]]
         assert max(r["f1"] for r in same_bits) <= oracle["f1"] + 1e-9
@@ -203,3 +206,19 @@ def test_packets_and_checkpoints_refuse_foreign_or_corrupt_input(tmp_path, pair)
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_trained(checkpoint, dict(pair))
+
+
+def test_shuffle_test_is_zero_for_a_constant_latent_and_not_otherwise(tmp_path, pair):
+    from latentwire.train.objective import shuffle_test_bits
+    config = _config(tmp_path, "byte")
+    system, receivers, builders = setup(config, pair)
+    items, _ = build_items(load_examples("squad", n=4, seed=0, split="train")[0], system.featurize, receivers,
+                           builders, config.loss, progress=False)
+    varied = shuffle_test_bits(system, receivers, builders, items, config.loss)
+    assert abs(varied["a/bits_specific"]) > 1e-4 and abs(varied["b/bits_specific"]) > 1e-4
+    with torch.no_grad():
+        system.encoder.resampler.out[1].weight.zero_()     # every example now gets the same latent
+    constant = shuffle_test_bits(system, receivers, builders, items, config.loss)
+    assert constant["a/bits_specific"] == pytest.approx(0, abs=1e-4)
+    assert constant["b/bits_specific"] == pytest.approx(0, abs=1e-4)
+    assert constant["a/bits_none"] != pytest.approx(constant["a/bits_shuffled"], abs=1e-4)

@@ -18,8 +18,10 @@ from latentwire.eval.generation import generate_and_score
 from latentwire.eval.methods import METHODS, MethodContext, PromptInput
 from latentwire.eval.report import markdown_table
 from latentwire.eval.squad_metrics import best_em_f1
+from latentwire.latent_inputs import latent_prompt_embeds
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.prompt import PromptBuilder
+from latentwire.shuffle_test import LN2, summarize
 
 ROW_KEYS = ("receiver", "method", "M", "n", "em", "f1", "firsttok1", "firsttok5", "nll", "prompt_tokens",
             "text_bytes", "text_bytes_zstd", "sec_per_example")
@@ -82,9 +84,33 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "prompt_tokens": mean("prompt_tokens"), "text_bytes": mean("text_bytes"),
            "text_bytes_zstd": mean("text_bytes_zstd"), "prefill_sec_per_example": prefill / n,
            "sec_per_example": total / n, **diagnostics(prompts, predictions, tokenizer)}
+    if spec.uses_bits and n >= 2:
+        row.update(shuffle_test(ctx, prompts, gold_ids, [p["nll"] for p in predictions], batch_size, pad_id))
     for p in predictions:
         p.update(receiver=receiver.name, method=method, M=budget, bits=bits)
     return MethodRun(row=row, predictions=predictions)
+
+
+def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], gold_ids: list[list[int]],
+                 own_nll: list[list[float]], batch_size: int, pad_id: int) -> dict[str, float]:
+    """The shuffled-latent test on the gold answers (see latentwire.shuffle_test): example i scored
+    with its own latent (`own_nll`, nats per token), with example i-1's latent, and with none."""
+    n = len(prompts)
+    width = ctx.receiver.model.config.hidden_size
+    empty = latent_prompt_embeds(ctx.receiver, ctx.builder, torch.zeros(1, 0, width, device=ctx.receiver.device,
+                                                                        dtype=ctx.receiver.model.dtype))[0]
+    conditions = {"shuffled": ([prompts[(i - 1) % n] for i in range(n)], ctx.features),
+                  "none": ([PromptInput("", embeds=empty)] * n, None)}
+    bits = {"own": torch.tensor([sum(x) / LN2 for x in own_nll])}
+    for condition, (inputs, features) in conditions.items():
+        values = [0.0] * n
+        for batch in iter_batches(list(range(n)), batch_size):
+            out = generate_and_score(ctx.receiver, [inputs[i] for i in batch], [gold_ids[i] for i in batch], 1,
+                                     ctx.builder.stop_ids, pad_id, features)
+            for j, i in enumerate(batch):
+                values[i] = sum(out.answer_nll[j]) / LN2
+        bits[condition] = torch.tensor(values)
+    return summarize(bits["own"], bits["shuffled"], bits["none"])
 
 
 def diagnostics(prompts: list[PromptInput], predictions: list[dict], tokenizer) -> dict:

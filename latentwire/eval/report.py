@@ -10,6 +10,7 @@ COLUMNS = [("receiver", "receiver", "{}"), ("method", "method", "{}"), ("M", "M"
            ("wire_bytes", "wire bytes", "{:.0f}"),
            ("seq_compression", "seq x", "{:.1f}"), ("wire_compression", "wire x", "{:.1f}"),
            ("wire_compression_zstd", "wire x (zstd)", "{:.1f}"), ("latent_cosine", "latent cos", "{:.3f}"),
+           ("bits_specific", "bits specific", "{:.2f}"), ("bits_prior", "bits prior", "{:.2f}"),
            ("agree_with_text", "same answer as text", "{:.3f}")]
 
 
