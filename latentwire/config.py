@@ -105,6 +105,9 @@ class EncoderConfig:
     """Hidden-state layer of source_model read by lm_perceiver."""
     private_slots: int = 0
     """Slots per receiver that only that receiver reads (0 = all M slots shared)."""
+    input: str = "prompt"
+    """What the packet carries: prompt (question + context) or context (made without the question,
+    which then travels as text beside the packet, its bytes counted)."""
 
 
 @dataclass
@@ -253,33 +256,35 @@ class Config:
     """A trained LatentWire checkpoint directory: enables the latent eval methods."""
 
     def __post_init__(self) -> None:
-        problems = feature_problems(self)
+        problems = config_problems(self)
         if problems:
-            raise ConfigError(f"features: {problems[0]}")
+            raise ConfigError(problems[0])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def feature_problems(config: Config) -> list[str]:
-    """Why the enabled features cannot work with the rest of `config` (empty when they can)."""
+def config_problems(config: Config) -> list[str]:
+    """Why `config` cannot work: combinations of features and settings refused when it is read."""
     f, problems = config.features, []
     if f.lora.enabled:
         if f.lora.rank < 1 or not f.lora.targets:
-            problems.append("lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
+            problems.append("features.lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
         shared = [r.name for r in config.receivers if r.model == config.encoder.source_model]
         if shared and config.encoder.kind in ("lm_perceiver", "mean_pool"):
-            problems.append(f"lora on receiver {shared[0]!r}, which is also the encoder's source model: its "
+            problems.append(f"features.lora on receiver {shared[0]!r}, which is also the encoder's source model: its "
                             "cached encoder features would no longer match the model; use another source_model")
     if f.deep_prefix.enabled and f.deep_prefix.rank < 1:
-        problems.append("deep_prefix.enabled needs deep_prefix.rank >= 1")
+        problems.append("features.deep_prefix.enabled needs deep_prefix.rank >= 1")
     if f.latent_adapters.enabled:
         if f.latent_adapters.every < 1 and not f.latent_adapters.layers:
-            problems.append("latent_adapters.enabled needs latent_adapters.every >= 1 or explicit layers")
+            problems.append("features.latent_adapters.enabled needs latent_adapters.every >= 1 or explicit layers")
         if any(layer < 0 for layer in f.latent_adapters.layers):
-            problems.append("latent_adapters.layers must be >= 0")
+            problems.append("features.latent_adapters.layers must be >= 0")
     if f.coprocessor.enabled and (f.coprocessor.entries < 1 or f.coprocessor.width < 8):
-        problems.append("coprocessor.enabled needs coprocessor.entries >= 1 and width >= 8")
+        problems.append("features.coprocessor.enabled needs coprocessor.entries >= 1 and width >= 8")
+    if config.encoder.input not in ("prompt", "context"):
+        problems.append(f"encoder.input must be prompt or context, got {config.encoder.input!r}")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     return problems

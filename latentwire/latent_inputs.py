@@ -1,4 +1,5 @@
-"""How a receiver reads a latent: [prefix tokens] + latent embeddings + [anchor tokens] (+ answer tokens).
+"""How a receiver reads a latent: [prefix tokens] + latent embeddings [+ text after it] + [anchor tokens]
+(+ answer tokens). The text after the latent is the question in context-only mode (encoder.input).
 
 The same assembly serves training (teacher-forced, answer appended) and evaluation (generation).
 """
@@ -19,25 +20,50 @@ def latent_prompt_embeds(receiver: Receiver, builder: PromptBuilder, latent: tor
     return torch.cat([prefix.to(latent.dtype), latent, anchor.to(latent.dtype)], dim=1)
 
 
+def latent_prompt_batch(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor,
+                        after: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """latent [B, M, d_model] and per-example token ids to place after it -> (inputs_embeds [B, T, d_model],
+    attention mask [B, T]), left-padded so that every row ends with the anchor."""
+    if not after or not any(after):
+        embeds = latent_prompt_embeds(receiver, builder, latent)
+        return embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=latent.device)
+    device, dtype = latent.device, latent.dtype
+    prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=device))[0].to(dtype)
+    anchor = receiver.embed(torch.tensor([builder.anchor_ids], device=device))[0].to(dtype)
+    rows = [torch.cat([prefix, latent[i], receiver.embed(torch.tensor([ids], device=device))[0].to(dtype)
+                       if ids else latent[i][:0], anchor]) for i, ids in enumerate(after)]
+    length = max(r.shape[0] for r in rows)
+    embeds = latent.new_zeros(len(rows), length, latent.shape[-1])
+    mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        embeds[i, length - row.shape[0]:] = row
+        mask[i, length - row.shape[0]:] = 1
+    return embeds, mask
+
+
 def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor,
-                  targets: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+                  targets: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  after: list[list[int]] | None = None) -> torch.Tensor:
     """Teacher-forced logits [B, K, V] for the K answer targets [B, K] given latent [B, M, d_model].
 
     Logit k predicts targets[:, k]: position 0 is read after the anchor (t=0), the others after
     answer tokens 0..K-2. Only these K positions go through the LM head. `kv` (per layer: keys,
-    values [B, kv_heads, P, head_dim]) are cache entries placed before the prompt (receiver features).
+    values [B, kv_heads, P, head_dim]) are cache entries placed before the prompt (receiver features);
+    `after` are per-example ids placed between the latent and the anchor (context-only mode).
     """
-    prompt = latent_prompt_embeds(receiver, builder, latent)
     K = targets.shape[1]
-    answer = receiver.embed(targets[:, :K - 1]).to(prompt.dtype)
-    inputs = torch.cat([prompt, answer], dim=1)
-    start = prompt.shape[1] - 1
-    keep = torch.arange(start, start + K, device=latent.device)
-    if kv is None:
+    if kv is None and not (after and any(after)):   # the plain path: no padding, no cache
+        prompt = latent_prompt_embeds(receiver, builder, latent)
+        inputs = torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)
+        keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
         return receiver.model(inputs_embeds=inputs, logits_to_keep=keep, use_cache=False).logits
-    entries = kv[0][0].shape[2]
-    mask = torch.ones(inputs.shape[0], entries + inputs.shape[1], dtype=torch.long, device=inputs.device)
-    positions = torch.arange(entries, entries + inputs.shape[1], device=inputs.device).expand(inputs.shape[0], -1)
-    cache = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv))
-    return receiver.model(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
-                          use_cache=True, **cache).logits
+    prompt, mask = latent_prompt_batch(receiver, builder, latent, after)
+    inputs = torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)
+    mask = torch.cat([mask, mask.new_ones(mask.shape[0], K - 1)], dim=1)
+    keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
+    entries = kv[0][0].shape[2] if kv is not None else 0
+    full = torch.cat([mask.new_ones(mask.shape[0], entries), mask], dim=1)
+    positions = (full.cumsum(-1) - 1).clamp(min=0)[:, entries:]
+    extra = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv)) if kv is not None else {}
+    return receiver.model(inputs_embeds=inputs, attention_mask=full, position_ids=positions, logits_to_keep=keep,
+                          use_cache=kv is not None, **extra).logits

@@ -30,6 +30,17 @@ def format_content(question: str, context: str) -> str:
     return f"Context: {context}\nQuestion: {question}" if context else f"Question: {question}"
 
 
+def split_content(question: str, context: str, carried: str = "prompt") -> tuple[str, str]:
+    """(the part of the content a latent carries, the part that travels as text right after it).
+
+    carried = prompt: the whole content is in the latent; context: only the context, and the
+    question follows as text. The two parts always join to `format_content(question, context)`.
+    """
+    if carried == "context" and context:
+        return f"Context: {context}", f"\nQuestion: {question}"
+    return format_content(question, context), ""
+
+
 @dataclass
 class PromptBuilder:
     """Builds token ids of each prompt segment for one receiver's tokenizer."""

@@ -16,7 +16,7 @@ from latentwire.encoders import build_encoder
 from latentwire.encoders.blocks import pad_features
 from latentwire.features import ReceiverFeatures
 from latentwire.llm.loader import Receiver
-from latentwire.prompt import format_content
+from latentwire.prompt import split_content
 from latentwire.wire import decode_latent, encode_latent, fake_quantize
 
 
@@ -53,7 +53,14 @@ class LatentWire(nn.Module):
         if len(question) + len(context) > MAX_FIELD_CHARS:
             raise ValueError(f"prompt of {len(question) + len(context)} characters is over the limit of "
                              f"{MAX_FIELD_CHARS}")
-        return self.encoder.featurize(format_content(question, context))
+        carried, _ = split_content(question, context, self.config.encoder.input)
+        if self.config.encoder.input == "context" and not context.strip():
+            raise ValueError("encoder.input=context needs a non-empty context")
+        return self.encoder.featurize(carried)
+
+    def text_after(self, question: str, context: str) -> str:
+        """The text a receiver reads right after the latent: the question in context-only mode, else ""."""
+        return split_content(question, context, self.config.encoder.input)[1]
 
     def latent(self, features: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:
         """Z [B, total_slots, d_z] from per-example features, quantised as the wire will (straight-through)."""
@@ -105,11 +112,12 @@ class LatentWire(nn.Module):
         self._serving = (receivers, builders)
 
     @torch.no_grad()
-    def answer(self, packet: bytes, receiver: str, max_new_tokens: int = 16) -> str:
-        """Receiver side: a packet -> receiver `receiver`'s greedy answer (text, cut at its first newline)."""
+    def answer(self, packet: bytes, receiver: str, question: str = "", max_new_tokens: int = 16) -> str:
+        """Receiver side: a packet (+ the question as text, for context-only packets) -> receiver
+        `receiver`'s greedy answer (text, cut at its first newline)."""
         from latentwire.eval.generation import greedy_decode
         from latentwire.eval.methods import PromptInput
-        from latentwire.latent_inputs import latent_prompt_embeds
+        from latentwire.latent_inputs import latent_prompt_batch
 
         receivers, builders = getattr(self, "_serving", ({}, {}))
         if receiver not in receivers:
@@ -117,7 +125,11 @@ class LatentWire(nn.Module):
         reader, builder = receivers[receiver], builders[receiver]
         z = self.decode(packet)
         embeds = self.receiver_embeds(receiver, z[None]).to(reader.device, reader.model.dtype)
-        prompt = PromptInput("", embeds=latent_prompt_embeds(reader, builder, embeds)[0], latent_embeds=embeds[0])
+        after = builder.encode(f"\nQuestion: {question}") if question else []
+        if self.config.encoder.input == "context" and not question:
+            raise ValueError("this model's packets carry only the context: answer(packet, receiver, question=...)")
+        prompt = PromptInput("", embeds=latent_prompt_batch(reader, builder, embeds, [after])[0][0],
+                             latent_embeds=embeds[0])
         pad = reader.tokenizer.pad_token_id if reader.tokenizer.pad_token_id is not None else builder.stop_ids[0]
         ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, pad, self.features).generated[0]
         return reader.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n")[0].strip()

@@ -139,7 +139,7 @@ def test_feature_checkpoint_round_trip_and_eval(tmp_path, feature):
         inside = {n: p for n, p in fresh["a"].model.named_parameters() if "lora_B" in n}
         assert inside and any(p.abs().sum() > 0 for p in inside.values())
     example = EXAMPLES[0]
-    assert isinstance(loaded.answer(loaded.encode(example.question, example.context, 16), "a", 3), str)
+    assert isinstance(loaded.answer(loaded.encode(example.question, example.context, 16), "a", max_new_tokens=3), str)
 
 
 def test_text_teacher_and_text_baseline_are_unchanged_by_lora(tmp_path):

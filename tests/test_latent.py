@@ -222,3 +222,50 @@ def test_shuffle_test_is_zero_for_a_constant_latent_and_not_otherwise(tmp_path, 
     assert constant["a/bits_specific"] == pytest.approx(0, abs=1e-4)
     assert constant["b/bits_specific"] == pytest.approx(0, abs=1e-4)
     assert constant["a/bits_none"] != pytest.approx(constant["a/bits_shuffled"], abs=1e-4)
+
+
+def test_split_content_joins_to_the_whole_content():
+    from latentwire.prompt import split_content
+    for carried in ("prompt", "context"):
+        latent_part, text_part = split_content("Who?", "Ann is here.", carried)
+        assert latent_part + text_part == format_content("Who?", "Ann is here.")
+    assert split_content("Who?", "Ann is here.", "context") == ("Context: Ann is here.", "\nQuestion: Who?")
+
+
+def test_text_after_the_latent_is_padded_correctly(pair):
+    receiver = pair["a"]
+    builder = PromptBuilder(receiver.tokenizer, PromptConfig(), "a")
+    latent = torch.randn(3, 2, receiver.model.config.hidden_size) * 0.1
+    after = [builder.encode("\nQuestion: Who is it?"), builder.encode("\nQuestion: Why?"), []]
+    targets = torch.tensor([[5, 6, 7]] * 3)
+    batched = answer_logits(receiver, builder, latent, targets, None, after)
+    for row in range(3):
+        alone = answer_logits(receiver, builder, latent[row:row + 1], targets[row:row + 1], None, [after[row]])
+        torch.testing.assert_close(batched[row], alone[0], rtol=1e-4, atol=1e-4)
+    plain = answer_logits(receiver, builder, latent[2:], targets[2:])
+    torch.testing.assert_close(batched[2], plain[0], rtol=1e-4, atol=1e-4)
+
+
+def test_context_only_packets_ignore_the_question_and_count_its_bytes(tmp_path, pair):
+    config = _config(tmp_path, "byte", "encoder.input=context", "train.steps=2", f"checkpoint={tmp_path / 'run'}",
+                     "eval.methods=[latent]", "wire.eval_bits=[4]")
+    train(config, progress=False, receivers=pair)
+    system = load_trained(tmp_path / "run", dict(pair))
+    assert system.encode("Who?", "Ann is here.") == system.encode("Why not?", "Ann is here.")
+    assert system.encode("Who?", "Ann is here.") != system.encode("Who?", "Bob is there.")
+    with pytest.raises(ValueError, match="non-empty context"):
+        system.encode("Who?", " ")
+    rows = evaluate(config, progress=False, receivers=dict(pair))
+    examples, _ = load_examples("squad", n=3, seed=0, split="validation")
+    packet = len(system.encode(examples[0].question, examples[0].context))
+    expected = sum(packet + len(f"\nQuestion: {e.question}".encode()) for e in examples) / len(examples)
+    latent_rows = [r for r in rows if r["method"] == "latent"]
+    assert latent_rows and all(r["wire_bytes"] == pytest.approx(expected) for r in latent_rows)
+    records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    example = examples[0]
+    packet = system.encode(example.question, example.context, 4)
+    want = next(r["prediction"] for r in records if r["receiver"] == "a" and r["id"] == example.id
+                and r["method"] == "latent")
+    assert system.answer(packet, "a", question=example.question, max_new_tokens=3) == want
+    with pytest.raises(ValueError, match="question="):
+        system.answer(packet, "a")

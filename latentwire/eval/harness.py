@@ -15,10 +15,9 @@ from latentwire.config import Config, save_config
 from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches, load_examples
 from latentwire.eval.generation import generate_and_score
-from latentwire.eval.methods import METHODS, MethodContext, PromptInput
+from latentwire.eval.methods import METHODS, MethodContext, PromptInput, latent_prompt
 from latentwire.eval.report import markdown_table
 from latentwire.eval.squad_metrics import best_em_f1
-from latentwire.latent_inputs import latent_prompt_embeds
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.prompt import PromptBuilder
 from latentwire.shuffle_test import LN2, summarize
@@ -94,13 +93,13 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
 def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], gold_ids: list[list[int]],
                  own_nll: list[list[float]], batch_size: int, pad_id: int) -> dict[str, float]:
     """The shuffled-latent test on the gold answers (see latentwire.shuffle_test): example i scored
-    with its own latent (`own_nll`, nats per token), with example i-1's latent, and with none."""
+    with its own latent (`own_nll`, nats per token), with example i-1's latent, and with none (each
+    keeping its own question text in context-only mode)."""
     n = len(prompts)
-    width = ctx.receiver.model.config.hidden_size
-    empty = latent_prompt_embeds(ctx.receiver, ctx.builder, torch.zeros(1, 0, width, device=ctx.receiver.device,
-                                                                        dtype=ctx.receiver.model.dtype))[0]
-    conditions = {"shuffled": ([prompts[(i - 1) % n] for i in range(n)], ctx.features),
-                  "none": ([PromptInput("", embeds=empty)] * n, None)}
+    nothing = prompts[0].latent_embeds[:0]
+    conditions = {"shuffled": ([latent_prompt(ctx, prompts[(i - 1) % n].latent_embeds, prompts[i].after_ids)
+                                for i in range(n)], ctx.features),
+                  "none": ([latent_prompt(ctx, nothing, prompts[i].after_ids) for i in range(n)], None)}
     bits = {"own": torch.tensor([sum(x) / LN2 for x in own_nll])}
     for condition, (inputs, features) in conditions.items():
         values = [0.0] * n

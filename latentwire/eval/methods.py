@@ -14,7 +14,7 @@ import zstandard
 
 from latentwire.adapters import embedding_rms, rms_calibrate
 from latentwire.data.examples import QAExample
-from latentwire.latent_inputs import latent_prompt_embeds
+from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import PromptBuilder, format_content
 
@@ -34,6 +34,7 @@ class PromptInput:
     latent: torch.Tensor | None = None  # the decoded latent [slots, d_z] (latent methods; diagnostics)
     content_tokens: int = 0          # receiver tokens of the content a latent replaces (latent methods)
     latent_embeds: torch.Tensor | None = None  # the adapter's output [M_r, d] (what receiver features read)
+    after_ids: list[int] | None = None  # ids read right after the latent (the question, context-only mode)
 
     @property
     def length(self) -> int:
@@ -106,11 +107,21 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     packet = ctx.system.encode(example.question, example.context, ctx.bits)
     z = ctx.system.decode(packet)                                              # [slots, d_z]
     latent = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
-    embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, latent)[0]
+    text = ctx.system.text_after(example.question, example.context)       # the question, context-only mode
+    prompt = latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else [])
     content = format_content(example.question, example.context)
-    return PromptInput(content, embeds=embeds, latent_embeds=latent[0],
-                       wire_bytes=len(packet), latent=z.cpu(), content_tokens=len(ctx.builder.encode(content)),
-                       **_bytes(example.question, example.context))
+    prompt.content, prompt.latent, prompt.wire_bytes = content, z.cpu(), len(packet) + len(text.encode("utf-8"))
+    prompt.content_tokens = len(ctx.builder.encode(content)) - len(prompt.after_ids)
+    for key, value in _bytes(example.question, example.context).items():
+        setattr(prompt, key, value)
+    return prompt
+
+
+def latent_prompt(ctx: MethodContext, latent_embeds: torch.Tensor, after_ids: list[int]) -> PromptInput:
+    """A prompt from receiver-side latent embeddings [M_r, d] (M_r may be 0) and the ids read after them."""
+    embeds = latent_prompt_batch(ctx.receiver, ctx.builder, latent_embeds[None], [after_ids])[0][0]
+    return PromptInput("", embeds=embeds, latent_embeds=latent_embeds if latent_embeds.shape[0] else None,
+                       after_ids=after_ids)
 
 
 def _bytes(question: str, context: str) -> dict[str, int]:

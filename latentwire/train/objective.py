@@ -23,6 +23,12 @@ def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[
     return ids, mask
 
 
+def text_after_ids(system: LatentWire, builder: PromptBuilder, items: list[TrainItem]) -> list[list[int]]:
+    """Per item, the ids a receiver reads after the latent (the question in context-only mode, else [])."""
+    texts = [system.text_after(i.example.question, i.example.context) for i in items]
+    return [builder.encode(t) if t else [] for t in texts]
+
+
 def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiver], builders: dict[str, PromptBuilder],
                items: list[TrainItem], loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (scalar) and its parts per receiver for one micro-batch of items.
@@ -30,16 +36,18 @@ def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiv
     `system` may be the LatentWire model or its distributed wrapper: only its forward is called.
     """
     per_receiver = system([item.features for item in items])                    # {name: [B, M_r, d]}
-    features = getattr(system, "module", system).features                       # unwrapped from DDP
+    core = getattr(system, "module", system)                                    # unwrapped from DDP
+    features = core.features
     total, parts = next(iter(per_receiver.values())).new_zeros(()), {}
     for name, receiver in receivers.items():
         device = receiver.device
         pad = builders[name].stop_ids[0]
         targets, mask = pad_targets([item.targets[name] for item in items], loss.K, pad, device)
         embeds = per_receiver[name].to(device)
+        after = text_after_ids(core, builders[name], items)
         with features.reading(name, embeds):
             logits = answer_logits(receiver, builders[name], embeds, targets,
-                                   features.kv_entries(name, embeds))             # [B, K, V]
+                                   features.kv_entries(name, embeds), after)      # [B, K, V]
         ce = k_token_ce(logits, targets, mask, loss.first_token_weight)
         total = total + loss.ce_weight * ce
         parts[f"{name}/ce"] = ce.item()
@@ -65,12 +73,14 @@ def shuffle_test_bits(system: LatentWire | torch.nn.Module, receivers: dict[str,
         device, builder = receiver.device, builders[name]
         targets, mask = pad_targets([item.targets[name] for item in items], loss.K, builder.stop_ids[0], device)
         embeds = per_receiver[name].to(device)
+        after = text_after_ids(core, builder, items)   # each example keeps its own question text
 
         def bits(latent: torch.Tensor) -> torch.Tensor:
-            if latent.shape[1] == 0:   # no latent: prefix + anchor only, nothing for features to read
-                return target_bits(answer_logits(receiver, builder, latent, targets), targets, mask)
+            if latent.shape[1] == 0:   # no latent: prefix (+ question) + anchor, nothing for features to read
+                return target_bits(answer_logits(receiver, builder, latent, targets, None, after), targets, mask)
             with core.features.reading(name, latent):
-                logits = answer_logits(receiver, builder, latent, targets, core.features.kv_entries(name, latent))
+                logits = answer_logits(receiver, builder, latent, targets, core.features.kv_entries(name, latent),
+                                       after)
             return target_bits(logits, targets, mask)
 
         result = summarize(bits(embeds), bits(rolled(embeds)), bits(embeds[:, :0]))
