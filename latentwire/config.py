@@ -138,6 +138,11 @@ class LossConfig:
     """KD temperature (the loss is scaled by tau^2)."""
     kd_top_k: int = 32
     """Teacher distributions are cached as their top-k (renormalised)."""
+    objective: str = "qa"
+    """qa (answer tokens), reconstruction (the receiver regenerates a span of the context from the latent)
+    or continuation (the latent of one span, the next span as target): see latentwire/train/tasks.py."""
+    span_tokens: int = 64
+    """Span length for reconstruction / continuation, in tokens of the first receiver."""
 
 
 @dataclass
@@ -172,6 +177,8 @@ class TrainConfig:
     """Checkpoints, log.jsonl and the resolved config."""
     max_bad_steps: int = 10
     """Stop after this many steps with a non-finite loss or gradient."""
+    init_from: str = ""
+    """A checkpoint (or run dir) whose weights start this run, e.g. a reconstruction pretraining stage."""
 
 
 @dataclass
@@ -283,6 +290,10 @@ def config_problems(config: Config) -> list[str]:
             problems.append("features.latent_adapters.layers must be >= 0")
     if f.coprocessor.enabled and (f.coprocessor.entries < 1 or f.coprocessor.width < 8):
         problems.append("features.coprocessor.enabled needs coprocessor.entries >= 1 and width >= 8")
+    if config.loss.objective not in ("qa", "reconstruction", "continuation"):
+        problems.append(f"loss.objective must be qa, reconstruction or continuation, got {config.loss.objective!r}")
+    elif config.loss.objective != "qa" and config.loss.span_tokens < 2:
+        problems.append("loss.span_tokens must be >= 2")
     if config.encoder.input not in ("prompt", "context"):
         problems.append(f"encoder.input must be prompt or context, got {config.encoder.input!r}")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:

@@ -58,6 +58,12 @@ class LatentWire(nn.Module):
             raise ValueError("encoder.input=context needs a non-empty context")
         return self.encoder.featurize(carried)
 
+    def featurize_text(self, text: str) -> torch.Tensor:
+        """The encoder's features of a raw text (span tasks: the latent carries exactly this text)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("encode needs non-empty text")
+        return self.encoder.featurize(text)
+
     def text_after(self, question: str, context: str) -> str:
         """The text a receiver reads right after the latent: the question in context-only mode, else ""."""
         return split_content(question, context, self.config.encoder.input)[1]

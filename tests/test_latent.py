@@ -269,3 +269,36 @@ def test_context_only_packets_ignore_the_question_and_count_its_bytes(tmp_path, 
     assert system.answer(packet, "a", question=example.question, max_new_tokens=3) == want
     with pytest.raises(ValueError, match="question="):
         system.answer(packet, "a")
+
+
+@pytest.mark.parametrize("objective", ["reconstruction", "continuation"])
+def test_span_tasks_train_and_evaluate(tmp_path, pair, objective):
+    from latentwire.eval.spans import span_shuffle_test
+    from latentwire.train.tasks import span_texts
+    config = _config(tmp_path, "byte", f"loss.objective={objective}", "loss.span_tokens=6", "train.steps=2",
+                     "loss.kd_weight=0")
+    checkpoint = train(config, progress=False, receivers=pair)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "a/bits_specific" in log[0] and log[-1]["step"] == 2
+    system = load_trained(checkpoint, dict(pair))
+    _, _, builders = setup(config, pair)
+    examples, _ = load_examples("squad", n=4, seed=0, split="validation")
+    source, target = span_texts(examples[0].context, pair["a"].tokenizer, 6, objective)
+    assert (source == target) == (objective == "reconstruction")
+    assert len(pair["a"].tokenizer(source, add_special_tokens=False)["input_ids"]) <= 7
+    result = span_shuffle_test(system, pair, builders, examples, batch_size=2)
+    for name in ("a", "b"):
+        row = result[name]
+        assert row["n"] == 4 and row["bits_own"] > 0
+        assert row["bits_specific"] == pytest.approx(row["bits_shuffled"] - row["bits_own"])
+        assert row["wire_bytes"] == len(system.encode("q", "some context"))
+
+
+def test_init_from_starts_a_run_from_another_runs_weights(tmp_path, pair):
+    first = train(_config(tmp_path, "byte", "loss.objective=reconstruction", "loss.span_tokens=6",
+                          "train.steps=2", "loss.kd_weight=0"), progress=False, receivers=pair)
+    second = _config(tmp_path, "byte", f"train.init_from={first}", "train.steps=1", "train.lr=0",
+                     "train.warmup=1", f"train.out_dir={tmp_path / 'qa'}")
+    started = load_trained(train(second, progress=False, receivers=pair), dict(pair)).state_dict()
+    for key, value in load_trained(first, dict(pair)).state_dict().items():
+        torch.testing.assert_close(started[key], value, msg=key)

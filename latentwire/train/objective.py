@@ -11,6 +11,7 @@ from latentwire.prompt import PromptBuilder
 from latentwire.shuffle_test import rolled, summarize, target_bits
 from latentwire.system import LatentWire
 from latentwire.train.features import TrainItem
+from latentwire.train.tasks import target_length
 
 
 def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,6 +26,8 @@ def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[
 
 def text_after_ids(system: LatentWire, builder: PromptBuilder, items: list[TrainItem]) -> list[list[int]]:
     """Per item, the ids a receiver reads after the latent (the question in context-only mode, else [])."""
+    if system.config.loss.objective != "qa":   # span tasks: nothing but the latent
+        return [[] for _ in items]
     texts = [system.text_after(i.example.question, i.example.context) for i in items]
     return [builder.encode(t) if t else [] for t in texts]
 
@@ -42,7 +45,7 @@ def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiv
     for name, receiver in receivers.items():
         device = receiver.device
         pad = builders[name].stop_ids[0]
-        targets, mask = pad_targets([item.targets[name] for item in items], loss.K, pad, device)
+        targets, mask = pad_targets([item.targets[name] for item in items], target_length(core.config), pad, device)
         embeds = per_receiver[name].to(device)
         after = text_after_ids(core, builders[name], items)
         with features.reading(name, embeds):
@@ -71,7 +74,8 @@ def shuffle_test_bits(system: LatentWire | torch.nn.Module, receivers: dict[str,
     out: dict[str, float] = {}
     for name, receiver in receivers.items():
         device, builder = receiver.device, builders[name]
-        targets, mask = pad_targets([item.targets[name] for item in items], loss.K, builder.stop_ids[0], device)
+        targets, mask = pad_targets([item.targets[name] for item in items], target_length(core.config),
+                                    builder.stop_ids[0], device)
         embeds = per_receiver[name].to(device)
         after = text_after_ids(core, builder, items)   # each example keeps its own question text
 

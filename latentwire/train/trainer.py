@@ -28,6 +28,7 @@ from latentwire.train.checkpoint import (latest_checkpoint, load_model_weights, 
                                          remove_partial_writes, save_checkpoint)
 from latentwire.train.features import TrainItem, build_items, items_key, load_items, save_items
 from latentwire.train.objective import batch_loss, shuffle_test_bits
+from latentwire.train.tasks import build_span_items, task_prompt
 
 
 class TrainingError(RuntimeError):
@@ -126,7 +127,7 @@ def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: 
     if device is not None:
         for receiver in loaded.values():
             receiver.model.to(device)
-    builders = {name: PromptBuilder(r.tokenizer, config.prompt, name) for name, r in loaded.items()}
+    builders = {name: PromptBuilder(r.tokenizer, task_prompt(config), name) for name, r in loaded.items()}
     source = None
     if config.encoder.kind in ("mean_pool", "lm_perceiver"):
         source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None) \
@@ -159,8 +160,11 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
             with contextlib.ExitStack() as alone:  # the text teacher is the frozen receiver, features off
                 for name in receivers:
                     alone.enter_context(system.features.plain(name))
-                items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
-                                                 progress=progress and accelerator.is_main_process)
+                if config.loss.objective == "qa":
+                    items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
+                                                     progress=progress and accelerator.is_main_process)
+                else:
+                    items, item_report = build_span_items(examples, system.featurize_text, builders, config)
             item_report = item_report.as_dict()
             if accelerator.is_main_process:
                 save_items(items, cache, key, item_report)
@@ -172,6 +176,9 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
                                   weight_decay=t.weight_decay)
     step, bad_steps = 0, 0
     resume = latest_checkpoint(out)
+    if resume is None and t.init_from:   # a new run started from another run's weights (e.g. pretraining)
+        from latentwire.train.load import resolve_checkpoint
+        load_model_weights(system, resolve_checkpoint(t.init_from))
     if resume is not None:
         state = read_json(resume / "state.json")
         load_model_weights(system, resume)
