@@ -85,7 +85,7 @@ class EncoderConfig:
     """The sender's encoder: text -> latent Z [M, d_z]."""
 
     kind: str = "byte"
-    """byte, mean_pool, lm_perceiver or minilm (see latentwire.encoders.ENCODERS)."""
+    """byte, mean_pool, embed_pca, lm_perceiver or minilm (see latentwire.encoders.ENCODERS)."""
     M: int = 32
     """Number of latent slots."""
     d_z: int = 16
@@ -138,6 +138,11 @@ class LossConfig:
     """KD temperature (the loss is scaled by tau^2)."""
     kd_top_k: int = 32
     """Teacher distributions are cached as their top-k (renormalised)."""
+    shuffle_weight: float = 0.0
+    """Weight of a hinge on the shuffled-latent gap: relu(shuffle_margin - (bits given another example's
+    latent - bits given its own)), per example; one extra receiver forward per step (0 = off)."""
+    shuffle_margin: float = 8.0
+    """The gap in bits below which the hinge acts."""
     objective: str = "qa"
     """qa (answer tokens), reconstruction (the receiver regenerates a span of the context from the latent)
     or continuation (the latent of one span, the next span as target): see latentwire/train/tasks.py."""
@@ -278,7 +283,7 @@ def config_problems(config: Config) -> list[str]:
         if f.lora.rank < 1 or not f.lora.targets:
             problems.append("features.lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
         shared = [r.name for r in config.receivers if r.model == config.encoder.source_model]
-        if shared and config.encoder.kind in ("lm_perceiver", "mean_pool"):
+        if shared and config.encoder.kind == "lm_perceiver":
             problems.append(f"features.lora on receiver {shared[0]!r}, which is also the encoder's source model: its "
                             "cached encoder features would no longer match the model; use another source_model")
     if f.deep_prefix.enabled and f.deep_prefix.rank < 1:

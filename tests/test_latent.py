@@ -8,6 +8,7 @@ from latentwire.adapters import Adapter
 from latentwire.config import LossConfig, PromptConfig, load_config
 from latentwire.data.loaders import load_examples
 from latentwire.encoders import ENCODERS
+from latentwire.encoders.blocks import pad_features
 from latentwire.eval.harness import evaluate
 from latentwire.latent_inputs import answer_logits, latent_prompt_embeds
 from latentwire.losses import k_token_ce, kd_kl
@@ -302,3 +303,33 @@ def test_init_from_starts_a_run_from_another_runs_weights(tmp_path, pair):
     started = load_trained(train(second, progress=False, receivers=pair), dict(pair)).state_dict()
     for key, value in load_trained(first, dict(pair)).state_dict().items():
         torch.testing.assert_close(started[key], value, msg=key)
+
+
+def test_embed_pca_starts_as_span_means_in_each_receivers_embedding_space(tmp_path, pair):
+    from latentwire.encoders.source_encoders import span_means
+    config = _config(tmp_path, "embed_pca", "encoder.d_z=32", "wire.bits=16")   # d_z = d_model: no loss
+    system, receivers, _ = setup(config, pair)
+    features = [system.featurize_text("Ann is here and Bob is there, in the big house.")]
+    embeds = system(features, bits=16)
+    batch, mask = pad_features(features)
+    expected = span_means(batch, mask, 4)                # the source's (a's) own span-mean embeddings
+    got = embeds["a"] * (expected.pow(2).mean().sqrt() / embeds["a"].pow(2).mean().sqrt())
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=2e-3)
+    assert embeds["b"].shape[-1] == receivers["b"].model.config.hidden_size
+
+
+def test_shuffle_margin_term_reports_the_gap_and_adds_to_the_loss(tmp_path, pair):
+    config = _config(tmp_path, "byte")
+    system, receivers, builders = setup(config, pair)
+    items, _ = build_items(load_examples("squad", n=4, seed=0, split="train")[0], system.featurize, receivers,
+                           builders, config.loss, progress=False)
+    base, parts = batch_loss(system, receivers, builders, items, config.loss)
+    assert "a/shuffle_gap" not in parts
+    config.loss.shuffle_weight, config.loss.shuffle_margin = 1.0, 1000.0    # the hinge is active
+    total, parts = batch_loss(system, receivers, builders, items, config.loss)
+    for name in ("a", "b"):
+        assert abs(parts[f"{name}/shuffle_gap"]) < 1000
+    expected = base.item() + sum(1000 - parts[f"{n}/shuffle_gap"] for n in ("a", "b"))
+    assert total.item() == pytest.approx(expected, rel=1e-4)
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.encoder.parameters())

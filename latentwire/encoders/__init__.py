@@ -6,13 +6,15 @@ from torch import nn
 
 from latentwire.config import EncoderConfig
 from latentwire.encoders.byte_encoder import ByteEncoder
-from latentwire.encoders.source_encoders import LMPerceiverEncoder, MeanPoolEncoder, MiniLMEncoder
+from latentwire.encoders.source_encoders import (EmbedPCAEncoder, LMPerceiverEncoder, MeanPoolEncoder,
+                                                 MiniLMEncoder)
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "byte": ByteEncoder,
     "mean_pool": MeanPoolEncoder,
     "lm_perceiver": LMPerceiverEncoder,
     "minilm": MiniLMEncoder,
+    "embed_pca": EmbedPCAEncoder,
 }
 
 

@@ -111,3 +111,52 @@ class MiniLMEncoder(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, 384], mask [B, T] -> Z [B, M, d_z]."""
         return self.resampler(self.project(features), mask)
+
+
+class EmbedPCAEncoder(nn.Module):
+    """Span means of the source LM's token embeddings, mapped to d_z by a learned linear map that starts
+    at the embedding table's top-d_z principal directions: the latent starts in the receivers' own
+    embedding space, kept through the bottleneck. `warm_start_map` gives each receiver's adapter the
+    least-squares way back (fitted on the tokens both vocabularies share)."""
+
+    frozen_features = True
+
+    def __init__(self, config: EncoderConfig, source: Receiver):
+        super().__init__()
+        self.source, self.M, self.max_input = source, config.M, config.max_input
+        table = source.model.get_input_embeddings().weight.detach().float()
+        self.register_buffer("mean", table.mean(0), persistent=False)
+        centred = table - self.mean
+        _, _, directions = torch.linalg.svd(centred[torch.randperm(len(centred), generator=torch.Generator()
+                                                                    .manual_seed(0))[:8192]], full_matrices=False)
+        self.project = nn.Linear(table.shape[1], config.d_z)
+        with torch.no_grad():
+            self.project.weight.copy_(directions[:config.d_z])
+            self.project.bias.copy_(-directions[:config.d_z] @ self.mean)
+
+    @torch.no_grad()
+    def featurize(self, text: str) -> torch.Tensor:
+        """Frozen token embeddings [T, d_source] of `text` under the source LM."""
+        ids = self.source.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_input] or [0]
+        return self.source.embed(torch.tensor([ids], device=self.source.device))[0].float()
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
+        return self.project(span_means(features, mask, self.M))
+
+    @torch.no_grad()
+    def warm_start_map(self, receiver: Receiver) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W [d_model, d_z], b [d_model]) with receiver_embedding(token) ~ W z(token) + b, least squares
+        over the tokens whose strings both vocabularies share (z = this encoder's map of the source's)."""
+        source_vocab, target_vocab = self.source.tokenizer.get_vocab(), receiver.tokenizer.get_vocab()
+        shared = sorted(set(source_vocab) & set(target_vocab))
+        if len(shared) < 4 * self.project.out_features:
+            raise ValueError(f"encoder.kind=embed_pca: {self.source.name} and {receiver.name} share only "
+                             f"{len(shared)} tokens, too few to map between their embedding spaces")
+        source_ids = torch.tensor([source_vocab[t] for t in shared])
+        target_ids = torch.tensor([target_vocab[t] for t in shared])
+        z = self.project(self.source.model.get_input_embeddings().weight[source_ids].float())     # [n, d_z]
+        target = receiver.model.get_input_embeddings().weight[target_ids].float()                # [n, d_model]
+        design = torch.cat([z, torch.ones(len(z), 1)], dim=1)
+        solution = torch.linalg.lstsq(design, target).solution                                  # [d_z + 1, d_model]
+        return solution[:-1].T.contiguous(), solution[-1].contiguous()

@@ -61,6 +61,15 @@ def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiv
             kd = kd_kl(logits, top_ids, top_logits, mask, loss.kd_tau)
             total = total + loss.kd_weight * kd
             parts[f"{name}/kd"] = kd.item()
+        if loss.shuffle_weight > 0 and len(items) >= 2:
+            other = rolled(embeds)   # each example read with the next one's latent
+            with features.reading(name, other):
+                shuffled = answer_logits(receiver, builders[name], other, targets,
+                                         features.kv_entries(name, other), after)
+            gap = target_bits(shuffled, targets, mask) - target_bits(logits, targets, mask)      # [B] bits
+            penalty = torch.relu(loss.shuffle_margin - gap).mean()
+            total = total + loss.shuffle_weight * penalty
+            parts[f"{name}/shuffle_gap"] = gap.mean().item()
     return total, parts
 
 

@@ -129,7 +129,7 @@ def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: 
             receiver.model.to(device)
     builders = {name: PromptBuilder(r.tokenizer, task_prompt(config), name) for name, r in loaded.items()}
     source = None
-    if config.encoder.kind in ("mean_pool", "lm_perceiver"):
+    if config.encoder.kind in ("mean_pool", "lm_perceiver", "embed_pca"):
         source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None) \
             or load_receiver(config.encoder.source_model, "source")
         if device is not None:
