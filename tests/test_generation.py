@@ -110,3 +110,13 @@ def test_a_grown_method_grid_keeps_finished_rows_and_another_config_does_not(tmp
     other = evaluate(load_config(None, base + ["eval.methods=[text]", "eval.max_new_tokens=3"]), progress=False,
                      receivers={receiver.name: receiver})
     assert len(other) == 1 and len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+def test_context_budget_keeps_the_question_and_m_context_tokens(receiver):
+    builder = PromptBuilder(receiver.tokenizer, PromptConfig(), receiver.name)
+    example = EXAMPLES[0]
+    prompt = METHODS["context_budget"].build(example, MethodContext(receiver, builder, budget=5))
+    assert prompt.content.endswith(f"\nQuestion: {example.question}")
+    context = prompt.content[len("Context: "):-len(f"\nQuestion: {example.question}")]
+    assert len(builder.encode(context)) <= 6 and example.context.startswith(context)
+    assert prompt.text_bytes == len(f"{example.question}\n{context}".encode())

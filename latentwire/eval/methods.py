@@ -74,6 +74,13 @@ def _token_budget(example: QAExample, ctx: MethodContext) -> PromptInput:
     return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, context))
 
 
+def _context_budget(example: QAExample, ctx: MethodContext) -> PromptInput:
+    ids = ctx.builder.encode(example.context)
+    context = ctx.builder.tokenizer.decode(ids[:ctx.budget]).strip() if len(ids) > ctx.budget else example.context
+    content = format_content(example.question, context)
+    return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, context))
+
+
 @torch.no_grad()
 def _embed_raw(example: QAExample, ctx: MethodContext) -> PromptInput:
     prompt = _text(example, ctx)
@@ -144,6 +151,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("text", _text, description="the full prompt as token ids"),
     Method("token_budget", _token_budget, uses_budget=True,
            description="context cut so that question + context fit in M tokens"),
+    Method("context_budget", _context_budget, uses_budget=True,
+           description="context cut to its first M tokens, the question in full (compare: context-only latents)"),
     Method("embed_raw", _embed_raw, description="the receiver's own embeddings of the text prompt"),
     Method("embed_anchor", _embed_anchor,
            description="prefix + content embedded separately as the latent path will, then the anchor"),

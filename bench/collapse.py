@@ -1,0 +1,195 @@
+"""Collapse benchmark (issue 7): does the latent carry its own example? Each mechanism is trained on
+reconstruction of 64-token context spans with the same budget, then measured by the shuffled-latent
+test on validation spans (bits_specific per packet bit); optionally (--qa) it is fine-tuned on
+context-only QA and compared with a context cut to the same number of receiver positions.
+
+    python bench/collapse.py                               # all mechanisms, reconstruction only
+    python bench/collapse.py --mechanisms byte embed_pca --steps 60 --n-spans 64
+    python bench/collapse.py --qa --qa-steps 100 --n-qa 500   # + context-only QA (long on CPU)
+    python bench/collapse.py --merge                       # only collect finished runs
+
+Runs go to runs/bench-collapse/<mechanism>/ (resumable: a finished stage is skipped, a killed
+training resumes). Prints a table, writes bench/results/collapse.json and bench/collapse_curves.png
+(bits_specific against training step, per receiver).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+RUNS = ROOT / "runs" / "bench-collapse"
+BASE = ["encoder.M=8", "encoder.d_z=8", "wire.bits=4", "wire.group_size=32", "loss.objective=reconstruction",
+        "loss.span_tokens=64", "loss.kd_weight=0", "train.batch_size=8", "train.lr=0.001", "train.warmup=10",
+        "train.n_train=1000", "train.log_every=5", "train.save_every=20", "data.max_context_chars=4000"]
+MECHANISMS = {
+    "byte": ["encoder.kind=byte", "encoder.width=128", "encoder.layers=2"],
+    "embed_pca": ["encoder.kind=embed_pca"],
+    "embed_pca+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true"],
+    "embed_pca+shuffle": ["encoder.kind=embed_pca", "loss.shuffle_weight=0.1", "loss.shuffle_margin=16"],
+    "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
+                               "loss.shuffle_margin=16"],
+}
+COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_bytes", "text_bytes",
+           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "token_budget_f1", "steps",
+           "sec_per_step"]
+
+
+def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
+    from latentwire.config import load_config
+    out = RUNS / mechanism / stage
+    overrides = BASE + MECHANISMS[mechanism] + [f"train.steps={steps}", f"train.out_dir={out}"] + extra
+    if stage == "qa":
+        overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5",
+                      f"train.init_from={RUNS / mechanism / 'reconstruction'}", f"checkpoint={out}",
+                      "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", f"eval.out_dir={out / 'eval'}"]
+    return load_config(None, overrides)
+
+
+def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -> dict:
+    """Train `mechanism` on reconstruction and measure it on validation spans (cached in result.json)."""
+    from latentwire.data.loaders import load_examples
+    from latentwire.eval.spans import span_shuffle_test
+    from latentwire.train.load import load_trained
+    from latentwire.train.tasks import span_texts
+    from latentwire.train.trainer import setup, train
+
+    done = RUNS / mechanism / "reconstruction.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    config = _config(mechanism, "reconstruction", steps, extra)
+    started = time.perf_counter()
+    checkpoint = train(config)
+    seconds = time.perf_counter() - started
+    receivers: dict = {}
+    system = load_trained(checkpoint, receivers)
+    _, _, builders = setup(config, receivers)
+    examples, _ = load_examples(config.data.source, config.data.path, "validation", n_spans, 0,
+                                config.data.max_context_chars)
+    measured = span_shuffle_test(system, receivers, builders, examples)
+    first = next(iter(receivers.values())).tokenizer
+    spans = [span_texts(e.context, first, config.loss.span_tokens, "reconstruction") for e in examples]
+    text_bytes = [len(s[0].encode("utf-8")) for s in spans if s]
+    log = [json.loads(line) for line in (Path(config.train.out_dir) / "log.jsonl").read_text().splitlines()]
+    timed = [r["sec_per_step"] for r in log if "sec_per_step" in r]
+    result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "sec_per_step": sum(timed) / len(timed),
+              "M": config.encoder.M, "d_z": config.encoder.d_z, "bits": config.wire.bits,
+              "text_bytes": sum(text_bytes) / len(text_bytes), "receivers": measured,
+              "curve": [{k: v for k, v in r.items() if k == "step" or k.endswith("/bits_specific")} for r in log]}
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def qa(mechanism: str, steps: int, n_qa: int, extra: list[str]) -> dict:
+    """Fine-tune the reconstruction run on context-only QA; F1 of the latent and of the context cut to
+    the same number of receiver positions (M), on n_qa validation questions."""
+    from latentwire.eval.harness import evaluate
+    from latentwire.train.trainer import train
+
+    done = RUNS / mechanism / "qa.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    config = _config(mechanism, "qa", steps, extra + [f"data.n={n_qa}"])
+    config.eval.budgets = [config.encoder.M]   # the context cut to as many receiver positions as slots
+    started = time.perf_counter()
+    train(config)
+    seconds = time.perf_counter() - started
+    rows = evaluate(config)
+    result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "rows": rows}
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def merge() -> list[dict]:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=HERE).stdout.strip()
+    rows = []
+    for folder in sorted(p for p in RUNS.glob("*") if (p / "reconstruction.json").exists()):
+        result = json.loads((folder / "reconstruction.json").read_text())
+        for receiver, measured in result["receivers"].items():
+            rows.append({"receiver": receiver, "mechanism": result["mechanism"], "objective": "reconstruction",
+                         "n": measured["n"], "M": result["M"], "d_z": result["d_z"], "bits": result["bits"],
+                         "wire_bytes": measured["wire_bytes"], "text_bytes": result["text_bytes"],
+                         "bits_specific": measured["bits_specific"], "bits_prior": measured["bits_prior"],
+                         "bits_specific_per_packet_bit": measured["bits_specific_per_packet_bit"],
+                         "f1": None, "token_budget_f1": None, "steps": result["steps"],
+                         "sec_per_step": result["sec_per_step"], "commit": commit})
+        if (folder / "qa.json").exists():
+            result = json.loads((folder / "qa.json").read_text())
+            latent = [r for r in result["rows"] if r["method"] == "latent"]
+            budget = {r["receiver"]: r["f1"] for r in result["rows"] if r["method"] == "context_budget"}
+            for row in latent:
+                rows.append({"receiver": row["receiver"], "mechanism": result["mechanism"],
+                             "objective": "qa_context_only", "n": row["n"], "M": None, "d_z": None,
+                             "bits": row["bits"], "wire_bytes": row["wire_bytes"], "text_bytes": row["text_bytes"],
+                             "bits_specific": row.get("bits_specific"), "bits_prior": row.get("bits_prior"),
+                             "bits_specific_per_packet_bit": None, "f1": row["f1"],
+                             "token_budget_f1": budget.get(row["receiver"]), "steps": result["steps"],
+                             "sec_per_step": None, "commit": row.get("code_commit") or commit})
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "collapse.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def plot() -> Path | None:
+    """bits_specific against step, one line per mechanism and receiver."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    results = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/reconstruction.json"))]
+    if not results:
+        return None
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for result in results:
+        names = sorted({k.split("/")[0] for r in result["curve"] for k in r if k != "step"})
+        for name in names:
+            points = [(r["step"], r[f"{name}/bits_specific"]) for r in result["curve"] if f"{name}/bits_specific" in r]
+            axis.plot(*zip(*points), marker=".", label=f"{result['mechanism']} / {name}")
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("training step")
+    axis.set_ylabel("bits_specific on the training batch (bits)")
+    axis.set_title("Reconstruction of 64-token spans: information specific to the example")
+    axis.legend(fontsize=7)
+    path = HERE / "collapse_curves.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mechanisms", nargs="*", default=list(MECHANISMS), choices=list(MECHANISMS))
+    parser.add_argument("--steps", type=int, default=200, help="reconstruction steps (same for every mechanism)")
+    parser.add_argument("--n-spans", type=int, default=64, help="validation spans measured")
+    parser.add_argument("--qa", action="store_true", help="also fine-tune and evaluate context-only QA")
+    parser.add_argument("--qa-steps", type=int, default=200)
+    parser.add_argument("--n-qa", type=int, default=500)
+    parser.add_argument("--merge", action="store_true")
+    parser.add_argument("--runs", help="run folder (default runs/bench-collapse)")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
+    args = parser.parse_args()
+    if args.runs:
+        global RUNS
+        RUNS = Path(args.runs)
+    if not args.merge:
+        for mechanism in args.mechanisms:
+            print(f"== {mechanism}: reconstruction", flush=True)
+            reconstruction(mechanism, args.steps, args.n_spans, args.overrides)
+            if args.qa:
+                print(f"== {mechanism}: context-only QA", flush=True)
+                qa(mechanism, args.qa_steps, args.n_qa, args.overrides)
+    from latentwire.eval.report import plain_table
+    rows = merge()
+    print(plain_table(rows, COLUMNS))
+    path = plot()
+    if path:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
