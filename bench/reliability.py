@@ -110,14 +110,8 @@ def fuzz_packets(n: int, seed: int = 0) -> dict:
 
 
 def _tiny_models(root: Path) -> list[Path]:
-    from tiny import tiny_receiver
-    paths = []
-    for arch, seed in (("llama", 0), ("qwen2", 1)):
-        receiver = tiny_receiver(arch, seed=seed)
-        receiver.model.save_pretrained(root / arch)
-        receiver.tokenizer.save_pretrained(root / arch)
-        paths.append(root / arch)
-    return paths
+    from tiny import save_tiny_pair
+    return save_tiny_pair(root)
 
 
 def _train_args(models: list[Path], out: Path, steps: int) -> list[str]:
@@ -127,19 +121,7 @@ def _train_args(models: list[Path], out: Path, steps: int) -> list[str]:
             "train.save_every=1", "train.log_every=1", f"train.out_dir={out}"]
 
 
-KILL_IN_SAVE = """
-import os, signal, sys
-import latentwire.train.checkpoint as checkpoint
-from latentwire.cli import main
-calls, real = [0], checkpoint.save_file
-def save_then_die(tensors, path, *args, **kwargs):
-    calls[0] += 1
-    real(tensors, path, *args, **kwargs)
-    if calls[0] == int(os.environ["DIE_AT_WRITE"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.save_file = save_then_die
-sys.exit(main(sys.argv[1:]))
-"""
+KILL_IN_SAVE = str(Path(__file__).resolve().parents[1] / "tests" / "kill_in_save.py")
 
 
 def kill_resume(models: list[Path], root: Path, kills: int, steps: int, seed: int = 0) -> dict:
@@ -158,7 +140,7 @@ def kill_resume(models: list[Path], root: Path, kills: int, steps: int, seed: in
             break
         if cycle % 2:   # inside a checkpoint write: after the model file, before the optimizer file
             write = 2 * rng.randint(1, max(1, steps - done - 1)) + 1
-            subprocess.run([sys.executable, "-c", KILL_IN_SAVE] + _train_args(models, killed, steps),
+            subprocess.run([sys.executable, KILL_IN_SAVE] + _train_args(models, killed, steps),
                            env={**env, "DIE_AT_WRITE": str(write)}, capture_output=True)
             moments.append(f"in write {write}")
         else:           # at a random moment of a step, once a checkpoint or two have been written

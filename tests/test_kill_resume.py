@@ -12,21 +12,14 @@ import torch
 
 from latentwire.train.checkpoint import latest_checkpoint, read_tensors
 from latentwire.train.trainer import examples_trained
-from tiny import tiny_receiver
+from tiny import save_tiny_pair
 
 STEPS = 6
 
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_models")
-    paths = []
-    for arch, seed in (("llama", 0), ("qwen2", 1)):
-        receiver = tiny_receiver(arch, seed=seed)
-        receiver.model.save_pretrained(root / arch)
-        receiver.tokenizer.save_pretrained(root / arch)
-        paths.append(root / arch)
-    return paths
+    return save_tiny_pair(tmp_path_factory.mktemp("tiny_models"))
 
 
 def _command(tiny_dirs, out: Path) -> list[str]:
@@ -72,19 +65,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_dirs):
     assert len(examples_trained(reference / "examples.jsonl")) == STEPS
 
 
-KILL_IN_SAVE = """
-import os, signal, sys
-import latentwire.train.checkpoint as checkpoint
-from latentwire.cli import main
-calls, real = [0], checkpoint.save_file
-def save_then_die(tensors, path, *args, **kwargs):
-    calls[0] += 1
-    real(tensors, path, *args, **kwargs)
-    if calls[0] == int(os.environ["DIE_AT_WRITE"]):
-        os.kill(os.getpid(), signal.SIGKILL)   # mid-checkpoint: model written, optimizer not yet
-checkpoint.save_file = save_then_die
-sys.exit(main(sys.argv[1:]))
-"""
+KILL_IN_SAVE = str(Path(__file__).resolve().parents[1] / "tests" / "kill_in_save.py")
 
 
 def test_sigkill_during_a_checkpoint_write_loses_nothing(tmp_path, tiny_dirs):
@@ -92,7 +73,7 @@ def test_sigkill_during_a_checkpoint_write_loses_nothing(tmp_path, tiny_dirs):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     subprocess.run(_command(tiny_dirs, reference), check=True, env=env, capture_output=True, timeout=300)
     args = _command(tiny_dirs, killed)[3:]
-    died = subprocess.run([sys.executable, "-c", KILL_IN_SAVE, *args], env={**env, "DIE_AT_WRITE": "5"},
+    died = subprocess.run([sys.executable, KILL_IN_SAVE, *args], env={**env, "DIE_AT_WRITE": "5"},
                           capture_output=True, timeout=300)
     assert died.returncode == -signal.SIGKILL
     assert latest_checkpoint(killed).name == "step-000002"          # step 3's write never completed

@@ -49,3 +49,15 @@ def tiny_receiver(arch: str = "llama", seed: int = 0, **tokenizer_kwargs) -> Rec
     else:
         raise ValueError(arch)
     return Receiver(name=f"tiny-{arch}", model=freeze(model), tokenizer=tokenizer, source=f"tiny-{arch}")
+
+
+def save_tiny_pair(root) -> list:
+    """Save a tiny llama (seed 0) and qwen2 (seed 1) receiver as local model dirs under root; their paths."""
+    from pathlib import Path
+    paths = []
+    for arch, seed in (("llama", 0), ("qwen2", 1)):
+        receiver = tiny_receiver(arch, seed=seed)
+        receiver.model.save_pretrained(Path(root) / arch)
+        receiver.tokenizer.save_pretrained(Path(root) / arch)
+        paths.append(Path(root) / arch)
+    return paths

@@ -20,15 +20,20 @@ class MeanPoolEncoder(nn.Module):
         d_source = source.model.get_input_embeddings().weight.shape[1]
         self.project = nn.Sequential(nn.LayerNorm(d_source), nn.Linear(d_source, config.d_z))
 
-    @torch.no_grad()
     def featurize(self, text: str) -> torch.Tensor:
         """Frozen token embeddings [T, d_source] of `text` under the source LM."""
-        ids = self.source.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_input] or [0]
-        return self.source.embed(torch.tensor([ids], device=self.source.device))[0].float()
+        return source_token_embeddings(self.source, text, self.max_input)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
         return self.project(span_means(features, mask, self.M))
+
+
+@torch.no_grad()
+def source_token_embeddings(source: Receiver, text: str, max_input: int) -> torch.Tensor:
+    """The source LM's input embeddings [T, d_source] of `text`'s first max_input tokens."""
+    ids = source.tokenizer(text, add_special_tokens=False)["input_ids"][:max_input] or [0]
+    return source.embed(torch.tensor([ids], device=source.device))[0].float()
 
 
 def span_means(features: torch.Tensor, mask: torch.Tensor, M: int) -> torch.Tensor:
@@ -134,11 +139,9 @@ class EmbedPCAEncoder(nn.Module):
             self.project.weight.copy_(directions[:config.d_z])
             self.project.bias.copy_(-directions[:config.d_z] @ self.mean)
 
-    @torch.no_grad()
     def featurize(self, text: str) -> torch.Tensor:
         """Frozen token embeddings [T, d_source] of `text` under the source LM."""
-        ids = self.source.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_input] or [0]
-        return self.source.embed(torch.tensor([ids], device=self.source.device))[0].float()
+        return source_token_embeddings(self.source, text, self.max_input)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
