@@ -109,7 +109,11 @@ def main() -> None:
     parser.add_argument("--items", help="a features/ folder of cached training items to reuse")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--merge", action="store_true", help="only merge finished configs")
+    parser.add_argument("--runs", help="run folder (default runs/bench-features)")
     args = parser.parse_args()
+    if args.runs:
+        global RUNS
+        RUNS = Path(args.runs).resolve()
     if args.one:
         return run_one(args.one, args.steps, args.n, args.items)
     if not args.merge:
@@ -122,7 +126,8 @@ def main() -> None:
             if (RUNS / name / "result.json").exists():
                 continue
             (RUNS / name).mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--n", str(args.n)]
+            command = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--n", str(args.n),
+                       "--runs", str(RUNS)]
             command += ["--items", args.items] if args.items else []
             print(f"== {name}", flush=True)
             subprocess.run(command, check=True)
