@@ -32,6 +32,8 @@ MECHANISMS = {
     "embed_pca": ["encoder.kind=embed_pca"],
     "embed_pca+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true"],
     "embed_pca+shuffle": ["encoder.kind=embed_pca", "loss.shuffle_weight=0.1", "loss.shuffle_margin=16"],
+    "embed_pca_frozen+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true",
+                              "train.freeze=[encoder,adapters]"],
     "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
                                "loss.shuffle_margin=16"],
 }
@@ -77,7 +79,9 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
     text_bytes = [len(s[0].encode("utf-8")) for s in spans if s]
     log = [json.loads(line) for line in (Path(config.train.out_dir) / "log.jsonl").read_text().splitlines()]
     timed = [r["sec_per_step"] for r in log if "sec_per_step" in r]
-    result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "sec_per_step": sum(timed) / len(timed),
+    from latentwire.eval.harness import code_commit
+    result = {"mechanism": mechanism, "commit": code_commit(), "steps": steps, "train_seconds": seconds,
+              "sec_per_step": sum(timed) / len(timed),
               "M": config.encoder.M, "d_z": config.encoder.d_z, "bits": config.wire.bits,
               "text_bytes": sum(text_bytes) / len(text_bytes), "receivers": measured,
               "curve": [{k: v for k, v in r.items() if k == "step" or k.endswith("/bits_specific")} for r in log]}
@@ -118,7 +122,7 @@ def merge() -> list[dict]:
                          "bits_specific": measured["bits_specific"], "bits_prior": measured["bits_prior"],
                          "bits_specific_per_packet_bit": measured["bits_specific_per_packet_bit"],
                          "f1": None, "token_budget_f1": None, "steps": result["steps"],
-                         "sec_per_step": result["sec_per_step"], "commit": commit})
+                         "sec_per_step": result["sec_per_step"], "commit": result.get("commit", commit)})
         if (folder / "qa.json").exists():
             result = json.loads((folder / "qa.json").read_text())
             latent = [r for r in result["rows"] if r["method"] == "latent"]

@@ -182,6 +182,8 @@ class TrainConfig:
     """Checkpoints, log.jsonl and the resolved config."""
     max_bad_steps: int = 10
     """Stop after this many steps with a non-finite loss or gradient."""
+    freeze: list[str] = field(default_factory=list)
+    """Parameter name prefixes kept frozen, e.g. [encoder, adapters] to train only receiver features."""
     init_from: str = ""
     """A checkpoint (or run dir) whose weights start this run, e.g. a reconstruction pretraining stage."""
 

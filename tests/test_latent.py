@@ -333,3 +333,14 @@ def test_shuffle_margin_term_reports_the_gap_and_adds_to_the_loss(tmp_path, pair
     assert total.item() == pytest.approx(expected, rel=1e-4)
     total.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.encoder.parameters())
+
+
+def test_frozen_prefixes_do_not_move(tmp_path, pair):
+    config = _config(tmp_path, "byte", "train.steps=2", "train.freeze=[encoder]", "loss.kd_weight=0")
+    before = {k: v.clone() for k, v in setup(config, pair)[0].state_dict().items()}
+    after = load_trained(train(config, progress=False, receivers=pair), dict(pair)).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("adapters."))
+    with pytest.raises(Exception, match="nothing to train"):
+        train(_config(tmp_path, "byte", "train.freeze=[encoder,adapters]", f"train.out_dir={tmp_path / 'x'}"),
+              progress=False, receivers=pair)
