@@ -344,3 +344,11 @@ def test_frozen_prefixes_do_not_move(tmp_path, pair):
     with pytest.raises(Exception, match="nothing to train"):
         train(_config(tmp_path, "byte", "train.freeze=[encoder,adapters]", f"train.out_dir={tmp_path / 'x'}"),
               progress=False, receivers=pair)
+
+
+def test_items_cache_key_follows_what_the_items_depend_on(tmp_path):
+    from latentwire.train.features import items_key
+    base = items_key(_config(tmp_path).to_dict())
+    assert items_key(_config(tmp_path, "byte", "encoder.M=16", "train.steps=7", "data.n=9").to_dict()) == base
+    for change in ("loss.objective=reconstruction", "encoder.input=context", "loss.K=2", "train.n_train=5"):
+        assert items_key(_config(tmp_path, "byte", change).to_dict()) != base, change

@@ -130,7 +130,10 @@ def load_items(examples: list[QAExample], folder: Path, key: str) -> list[TrainI
 
 def items_key(config_dict: dict) -> str:
     """A digest of everything the cached items depend on."""
-    relevant = {k: config_dict[k] for k in ("receivers", "prompt", "encoder")}
+    relevant = {k: config_dict[k] for k in ("receivers", "prompt")}
+    relevant["encoder"] = {k: config_dict["encoder"].get(k) for k in ("kind", "max_input", "source_model",
+                                                                       "source_layer", "input")}
+    relevant["objective"] = {k: config_dict["loss"].get(k) for k in ("objective", "span_tokens")}
     relevant["data"] = {k: config_dict["data"][k] for k in ("source", "path", "max_context_chars")}
     relevant["loss"] = {k: config_dict["loss"][k] for k in ("K", "kd_top_k")} | {
         "kd": config_dict["loss"]["kd_weight"] > 0}
