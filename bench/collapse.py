@@ -59,7 +59,7 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
     from latentwire.eval.spans import span_shuffle_test
     from latentwire.train.load import load_trained
     from latentwire.train.tasks import span_texts
-    from latentwire.train.trainer import setup, train
+    from latentwire.train.trainer import make_builders, train
 
     done = RUNS / mechanism / "reconstruction.json"
     if done.exists():
@@ -70,7 +70,7 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
     seconds = time.perf_counter() - started
     receivers: dict = {}
     system = load_trained(checkpoint, receivers)
-    _, _, builders = setup(config, receivers)
+    builders = make_builders(config, receivers)   # not setup(): a second model would reset the receivers' LoRA
     examples, _ = load_examples(config.data.source, config.data.path, "validation", n_spans, 0,
                                 config.data.max_context_chars)
     measured = span_shuffle_test(system, receivers, builders, examples)

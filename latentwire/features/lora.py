@@ -32,7 +32,8 @@ class Lora(Feature):
         for name, receiver in receivers.items():
             model = receiver.model
             existing = _lora_layers(model)
-            if existing:   # a receiver reused by a second model in this process: start it afresh
+            if existing:   # a receiver reused by a second model in this process: start it afresh (this
+                           # resets the first model's LoRA too: the weights live in the shared receiver)
                 for layer in existing:
                     layer.reset_lora_parameters(ADAPTER, True)
                     layer.enable_adapters(True)

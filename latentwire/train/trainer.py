@@ -118,6 +118,11 @@ def _shuffle_test(system, receivers, builders, items: list[TrainItem], step: int
         system.train(was_training)
 
 
+def make_builders(config: Config, receivers: dict[str, Receiver]) -> dict[str, PromptBuilder]:
+    """One prompt builder per receiver for the configured task."""
+    return {name: PromptBuilder(r.tokenizer, task_prompt(config), name) for name, r in receivers.items()}
+
+
 def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: torch.device | None = None):
     """Load receivers, builders and the source LM, build the LatentWire model (untrained)."""
     loaded = dict(receivers or {})
@@ -127,7 +132,7 @@ def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: 
     if device is not None:
         for receiver in loaded.values():
             receiver.model.to(device)
-    builders = {name: PromptBuilder(r.tokenizer, task_prompt(config), name) for name, r in loaded.items()}
+    builders = make_builders(config, loaded)
     source = None
     if config.encoder.kind in ("mean_pool", "lm_perceiver", "embed_pca"):
         source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None) \
