@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from latentwire.llm.cache import cache_kwarg, prefilled_cache
+from latentwire.llm.cache import cache_kwarg, mask_after_entries, prefilled_cache
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import PromptBuilder
 
@@ -61,9 +61,7 @@ def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tens
     inputs = torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)
     mask = torch.cat([mask, mask.new_ones(mask.shape[0], K - 1)], dim=1)
     keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
-    entries = kv[0][0].shape[2] if kv is not None else 0
-    full = torch.cat([mask.new_ones(mask.shape[0], entries), mask], dim=1)
-    positions = (full.cumsum(-1) - 1).clamp(min=0)[:, entries:]
+    full, positions = mask_after_entries(mask, kv[0][0].shape[2] if kv is not None else 0)
     extra = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv)) if kv is not None else {}
     return receiver.model(inputs_embeds=inputs, attention_mask=full, position_ids=positions, logits_to_keep=keep,
                           use_cache=kv is not None, **extra).logits

@@ -171,6 +171,9 @@ def test_text_teacher_and_text_baseline_are_unchanged_by_lora(tmp_path):
     (["features.coprocessor.enabled=true", "features.coprocessor.entries=0"], "coprocessor.entries"),
     (["features.latent_adapters.enabled=true", "features.latent_adapters.layers=[-1]"], "layers"),
     (["features.deep_prefix.enabled=true", "features.deep_prefix.rank=0"], "deep_prefix.rank"),
+    (["loss.objective=summarize"], "loss.objective"),
+    (["loss.objective=reconstruction", "loss.span_tokens=1"], "span_tokens"),
+    (["encoder.input=question"], "encoder.input"),
 ])
 def test_impossible_combinations_are_refused_when_the_config_is_read(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from latentwire.eval.methods import PromptInput
-from latentwire.llm.cache import cache_kwarg, prefilled_cache
+from latentwire.llm.cache import cache_kwarg, mask_after_entries, prefilled_cache
 from latentwire.llm.loader import Receiver
 
 
@@ -74,10 +74,8 @@ def prepare_inputs(receiver: Receiver, prompts: list[PromptInput], pad_id: int, 
     cache_in = {}
     kv = features.kv_entries(receiver.name, memory)
     if kv is not None:
-        entries = kv[0][0].shape[2]
-        full = torch.cat([inputs["attention_mask"].new_ones(len(prompts), entries), inputs["attention_mask"]], 1)
-        inputs["attention_mask"] = full
-        inputs["position_ids"] = (full.cumsum(-1) - 1).clamp(min=0)[:, entries:]
+        inputs["attention_mask"], inputs["position_ids"] = mask_after_entries(inputs["attention_mask"],
+                                                                              kv[0][0].shape[2])
         cache_in = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv))
     return inputs, cache_in, features.reading(receiver.name, memory)
 

@@ -6,7 +6,7 @@ Nothing here sees the gold answers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -115,13 +115,12 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     z = ctx.system.decode(packet)                                              # [slots, d_z]
     latent = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
     text = ctx.system.text_after(example.question, example.context)       # the question, context-only mode
-    prompt = latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else [])
+    after = ctx.builder.encode(text) if text else []
     content = format_content(example.question, example.context)
-    prompt.content, prompt.latent, prompt.wire_bytes = content, z.cpu(), len(packet) + len(text.encode("utf-8"))
-    prompt.content_tokens = len(ctx.builder.encode(content)) - len(prompt.after_ids)
-    for key, value in _bytes(example.question, example.context).items():
-        setattr(prompt, key, value)
-    return prompt
+    return replace(latent_prompt(ctx, latent[0], after), content=content, latent=z.cpu(),
+                   wire_bytes=len(packet) + len(text.encode("utf-8")),
+                   content_tokens=len(ctx.builder.encode(content)) - len(after),
+                   **_bytes(example.question, example.context))
 
 
 def latent_prompt(ctx: MethodContext, latent_embeds: torch.Tensor, after_ids: list[int]) -> PromptInput:

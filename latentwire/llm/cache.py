@@ -21,3 +21,10 @@ def prefilled_cache(model, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> Dynam
     for layer, (keys, values) in enumerate(kv):
         cache.update(keys.to(dtype), values.to(dtype), layer)
     return cache
+
+
+def mask_after_entries(mask: torch.Tensor, entries: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prompt mask [B, T] behind `entries` cached positions -> (attention mask [B, entries + T],
+    position ids [B, T] that count the entries)."""
+    full = torch.cat([mask.new_ones(mask.shape[0], entries), mask], dim=1)
+    return full, (full.cumsum(-1) - 1).clamp(min=0)[:, entries:]

@@ -177,13 +177,12 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
             item_report = json.loads((cache / "items.json").read_text())["report"]
     if not items:
         raise TrainingError(f"no usable training examples: {item_report['skipped']}")
-    trainable = [p for name, p in system.named_parameters()
-                 if p.requires_grad and not any(name.startswith(prefix) for prefix in t.freeze)]
-    if not trainable:
-        raise TrainingError(f"train.freeze={t.freeze} leaves nothing to train")
     for name, p in system.named_parameters():
         if any(name.startswith(prefix) for prefix in t.freeze):
             p.requires_grad_(False)
+    trainable = [p for p in system.parameters() if p.requires_grad]
+    if not trainable:
+        raise TrainingError(f"train.freeze={t.freeze} leaves nothing to train")
     optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
     step, bad_steps = 0, 0
     resume = latest_checkpoint(out)
