@@ -34,6 +34,8 @@ MECHANISMS = {
     "embed_pca+shuffle": ["encoder.kind=embed_pca", "loss.shuffle_weight=0.1", "loss.shuffle_margin=16"],
     "embed_pca_frozen+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true",
                               "train.freeze=[encoder,adapters]"],
+    "token_code": ["encoder.kind=token_code"],
+    "token_code+lora": ["encoder.kind=token_code", "features.lora.enabled=true"],
     "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
                                "loss.shuffle_margin=16"],
 }

@@ -2,11 +2,12 @@
 combination, each trained with the same budget on the default pair and evaluated on validation questions.
 
     python bench/features.py                                    # the full ablation (GPU-sized)
-    python bench/features.py --steps 40 --n 100 --items runs/items-cache/short_run   # reduced, CPU
+    python bench/features.py --steps 40 --n 100                 # reduced, CPU (about 15 min a config)
     python bench/features.py --merge                            # only collect finished configs
 
-Every config starts from configs/short_run.yaml; `--items` reuses cached training items (teacher
-top-k) built for that config, which all configs share. Each config runs in its own process (its
+Every config starts from configs/short_run.yaml with train.n_train = steps x batch (every example seen once);
+the training items (teacher top-k) do not depend on the features, so the first config builds them and the
+others copy them (`--items` names a ready features/ folder instead). Each config runs in its own process (its
 peak memory is that process's), into runs/bench-features/<config>/, and is skipped when finished.
 Prints a table and writes bench/results/features.json.
 """
@@ -25,6 +26,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 RUNS = ROOT / "runs" / "bench-features"
 SINGLE = ["none", "lora", "deep_prefix", "latent_adapters", "coprocessor"]
+TRAIN_BATCH = 4     # configs/short_run.yaml's train.batch_size: each config sees steps x 4 training examples, once
 SCHEMA = ("config", "receiver", "n", "steps", "f1", "em", "firsttok1", "nll", "trainable_params", "sec_per_step",
           "peak_mib", "commit")
 
@@ -33,7 +35,7 @@ def overrides_for(name: str, steps: int, n: int) -> list[str]:
     out = RUNS / name
     features = [] if name == "none" else [f"features.{f}.enabled=true" for f in name.split("+")]
     return [f"train.steps={steps}", f"train.out_dir={out / 'train'}", f"train.save_every={max(1, steps // 2)}",
-            "train.log_every=1", f"data.n={n}", "eval.methods=[latent]", "wire.eval_bits=[4]",
+            f"train.log_every={max(1, steps // 8)}", f"train.n_train={steps * TRAIN_BATCH}", f"data.n={n}", "eval.methods=[latent]", "wire.eval_bits=[4]",
             f"eval.out_dir={out / 'eval'}", f"checkpoint={out / 'train'}", *features]
 
 
@@ -128,7 +130,9 @@ def main() -> None:
             (RUNS / name).mkdir(parents=True, exist_ok=True)
             command = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--n", str(args.n),
                        "--runs", str(RUNS)]
-            command += ["--items", args.items] if args.items else []
+            built = RUNS / "none" / "train" / "features"
+            items = args.items or (str(built) if name != "none" and built.exists() else None)
+            command += ["--items", items] if items else []
             print(f"== {name}", flush=True)
             subprocess.run(command, check=True)
     from latentwire.eval.report import plain_table

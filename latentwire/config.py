@@ -85,7 +85,7 @@ class EncoderConfig:
     """The sender's encoder: text -> latent Z [M, d_z]."""
 
     kind: str = "byte"
-    """byte, mean_pool, embed_pca, lm_perceiver or minilm (see latentwire.encoders.ENCODERS)."""
+    """byte, mean_pool, embed_pca, token_code, lm_perceiver or minilm (see latentwire.encoders.ENCODERS)."""
     M: int = 32
     """Number of latent slots."""
     d_z: int = 16
@@ -284,10 +284,6 @@ def config_problems(config: Config) -> list[str]:
     if f.lora.enabled:
         if f.lora.rank < 1 or not f.lora.targets:
             problems.append("features.lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
-        shared = [r.name for r in config.receivers if r.model == config.encoder.source_model]
-        if shared and config.encoder.kind == "lm_perceiver":
-            problems.append(f"features.lora on receiver {shared[0]!r}, which is also the encoder's source model: its "
-                            "cached encoder features would no longer match the model; use another source_model")
     if f.deep_prefix.enabled and f.deep_prefix.rank < 1:
         problems.append("features.deep_prefix.enabled needs deep_prefix.rank >= 1")
     if f.latent_adapters.enabled:

@@ -35,10 +35,15 @@ class LatentWire(nn.Module):
         self.total_slots = enc.M + enc.private_slots * len(self.receiver_names)
         self.encoder = build_encoder(_with_slots(enc, self.total_slots), source)
         warm = hasattr(self.encoder, "warm_start_map")   # an encoder that starts in embedding space
-        self.adapters = nn.ModuleDict({
-            name: Adapter(enc.d_z, receivers[name].model.config.hidden_size,
-                          embedding_rms(receivers[name].model.get_input_embeddings().weight), linear_skip=warm)
-            for name in self.receiver_names})
+        target_rms = {name: embedding_rms(receivers[name].model.get_input_embeddings().weight)
+                      for name in self.receiver_names}
+        if hasattr(self.encoder, "build_adapters"):       # an encoder that brings its own decoders
+            self.adapters = self.encoder.build_adapters({n: receivers[n] for n in self.receiver_names}, target_rms)
+        else:
+            self.adapters = nn.ModuleDict({
+                name: Adapter(enc.d_z, receivers[name].model.config.hidden_size, target_rms[name],
+                              linear_skip=warm)
+                for name in self.receiver_names})
         if warm:
             for name in self.receiver_names:
                 self.adapters[name].warm_start_(*self.encoder.warm_start_map(receivers[name]))

@@ -166,8 +166,6 @@ def test_text_teacher_and_text_baseline_are_unchanged_by_lora(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["features.lora.enabled=true", "features.lora.rank=0"], "lora.rank"),
-    (["features.lora.enabled=true", "encoder.kind=lm_perceiver", "encoder.source_model=smollm2-135m"],
-     "source model"),
     (["features.coprocessor.enabled=true", "features.coprocessor.entries=0"], "coprocessor.entries"),
     (["features.latent_adapters.enabled=true", "features.latent_adapters.layers=[-1]"], "layers"),
     (["features.deep_prefix.enabled=true", "features.deep_prefix.rank=0"], "deep_prefix.rank"),

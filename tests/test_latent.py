@@ -352,3 +352,56 @@ def test_items_cache_key_follows_what_the_items_depend_on(tmp_path):
     assert items_key(_config(tmp_path, "byte", "encoder.M=16", "train.steps=7", "data.n=9").to_dict()) == base
     for change in ("loss.objective=reconstruction", "encoder.input=context", "loss.K=2", "train.n_train=5"):
         assert items_key(_config(tmp_path, "byte", change).to_dict()) != base, change
+
+
+def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_read_its_embedding(tmp_path, pair):
+    from latentwire.encoders.token_codes import string_code
+    config = _config(tmp_path, "token_code", "wire.bits=16")
+    system, receivers, _ = setup(config, pair)
+    encoder = system.encoder
+    assert string_code("Ġhouse", 8) == string_code("Ġhouse", 8) != string_code("Ġhouses", 8)
+    text = "Ann is here and Bob is there, in the big house near the old river."
+    features = system.featurize_text(text)
+    ids, surprise = features[:, 0].long(), features[:, 1]
+    assert surprise[0] == 0 and (surprise[1:] > 0).all()
+    chosen = encoder.chosen_tokens(features[None], torch.ones(1, len(ids)))[0]
+    slot = (torch.arange(len(ids)) * 4) // len(ids)
+    for m in range(4):                         # the chosen token is the slot's most surprising nameable one
+        candidates = [(surprise[t].item(), ids[t].item()) for t in range(len(ids))
+                      if slot[t] == m and encoder.nameable[ids[t]]]
+        if candidates:
+            assert chosen[m].item() == max(candidates)[1]
+    z = system.latent([features], bits=16)
+    for name, receiver in receivers.items():
+        adapter = system.adapters[name]
+        weights = adapter.token_weights(z)[0]                                    # [M, n]
+        vocab = receiver.tokenizer.get_vocab()
+        names = {i: s for s, i in encoder.source_vocab.items()}
+        for m in range(4):
+            if encoder.nameable[chosen[m]]:       # decodes to the same string in this receiver's vocabulary
+                top = adapter.embeddings[weights[m].argmax()]
+                expected = receiver.model.get_input_embeddings().weight[vocab[names[chosen[m].item()]]]
+                torch.testing.assert_close(top, expected.float())
+                assert weights[m].max() > 0.9
+    embeds = system([features], bits=4)
+    assert all(e.shape[:2] == (1, 4) for e in embeds.values())
+    embeds["a"].sum().backward()
+    assert system.encoder.codes.weight.grad.abs().sum() > 0
+
+
+def test_token_code_refuses_receivers_without_shared_tokens(tmp_path, pair):
+    from latentwire.encoders.token_codes import TokenCodeEncoder
+    config = _config(tmp_path, "token_code")
+    system, receivers, _ = setup(config, pair)
+    other = TokenCodeEncoder(config.encoder, receivers["a"])
+    other.source_vocab = {"Ġzzqx": 0}
+    with pytest.raises(ValueError, match="share only 0 word-like tokens"):
+        other.build_adapters(receivers, {"a": 1.0, "b": 1.0})
+
+
+def test_lora_receivers_leave_the_encoders_source_plain(tmp_path, pair):
+    config = _config(tmp_path, "token_code", "features.lora.enabled=true", "features.lora.rank=2")
+    system, receivers, _ = setup(config, pair)
+    assert system.encoder.source is not receivers["a"]
+    assert not any("lora" in n for n, _ in system.encoder.source.model.named_parameters())
+    assert any("lora" in n for n, _ in receivers["a"].model.named_parameters())

@@ -8,6 +8,7 @@ from latentwire.config import EncoderConfig
 from latentwire.encoders.byte_encoder import ByteEncoder
 from latentwire.encoders.source_encoders import (EmbedPCAEncoder, LMPerceiverEncoder, MeanPoolEncoder,
                                                  MiniLMEncoder)
+from latentwire.encoders.token_codes import TokenCodeEncoder
 
 ENCODERS: dict[str, type[nn.Module]] = {
     "byte": ByteEncoder,
@@ -15,6 +16,7 @@ ENCODERS: dict[str, type[nn.Module]] = {
     "lm_perceiver": LMPerceiverEncoder,
     "minilm": MiniLMEncoder,
     "embed_pca": EmbedPCAEncoder,
+    "token_code": TokenCodeEncoder,
 }
 
 

@@ -6,6 +6,7 @@ function of (seed, step), so a resumed run sees exactly the batches an uninterru
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import math
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from latentwire.atomic import trim_partial_line
 from latentwire.config import Config
 from latentwire.data.loaders import load_examples
+from latentwire.encoders import ENCODERS
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.prompt import PromptBuilder
 from latentwire.system import LatentWire
@@ -134,9 +136,11 @@ def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: 
             receiver.model.to(device)
     builders = make_builders(config, loaded)
     source = None
-    if config.encoder.kind in ("mean_pool", "lm_perceiver", "embed_pca"):
-        source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None) \
-            or load_receiver(config.encoder.source_model, "source")
+    if ENCODERS[config.encoder.kind].frozen_features:   # the encoder reads a frozen source LM
+        source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None)
+        if source is not None and config.features.lora.enabled:
+            source = copy.deepcopy(source)   # LoRA goes into the receivers; the encoder reads the plain model
+        source = source or load_receiver(config.encoder.source_model, "source")
         if device is not None:
             source.model.to(device)
     set_seed(config.train.seed)
