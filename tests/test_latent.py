@@ -355,11 +355,12 @@ def test_items_cache_key_follows_what_the_items_depend_on(tmp_path):
 
 
 def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_read_its_embedding(tmp_path, pair):
-    from latentwire.encoders.token_codes import string_code
-    config = _config(tmp_path, "token_code", "wire.bits=16")
+    config = _config(tmp_path, "token_code")           # int4 wire: grid codes pass it exactly
     system, receivers, _ = setup(config, pair)
     encoder = system.encoder
-    assert string_code("Ġhouse", 8) == string_code("Ġhouse", 8) != string_code("Ġhouses", 8)
+    codes = system.adapters["a"].codes
+    assert len(torch.unique(codes, dim=0)) == len(codes) and torch.equal(codes, system.adapters["b"].codes)
+    torch.testing.assert_close(codes * 7, (codes * 7).round())   # on the int4 grid
     text = "Ann is here and Bob is there, in the big house near the old river."
     features = system.featurize_text(text)
     ids, surprise = features[:, 0].long(), features[:, 1]
@@ -371,7 +372,8 @@ def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_re
                       if slot[t] == m and encoder.nameable[ids[t]]]
         if candidates:
             assert chosen[m].item() == max(candidates)[1]
-    z = system.latent([features], bits=16)
+    z = system.latent([features], bits=4)
+    torch.testing.assert_close(z[0], encoder.codes(chosen), rtol=1e-3, atol=1e-3)
     for name, receiver in receivers.items():
         adapter = system.adapters[name]
         weights = adapter.token_weights(z)[0]                                    # [M, n]
@@ -389,8 +391,11 @@ def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_re
     assert system.encoder.codes.weight.grad.abs().sum() > 0
 
 
-def test_token_code_refuses_receivers_without_shared_tokens(tmp_path, pair):
-    from latentwire.encoders.token_codes import TokenCodeEncoder
+def test_token_code_refuses_receivers_without_shared_tokens_and_too_few_codes(tmp_path, pair):
+    from latentwire.encoders.token_codes import TokenCodeEncoder, grid_codes
+    with pytest.raises(ValueError, match="raise encoder.d_z"):
+        grid_codes(1000, 2)
+    assert len(torch.unique(grid_codes(3000, 8), dim=0)) == 3000
     config = _config(tmp_path, "token_code")
     system, receivers, _ = setup(config, pair)
     other = TokenCodeEncoder(config.encoder, receivers["a"])

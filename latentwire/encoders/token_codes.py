@@ -2,15 +2,14 @@
 as a d_z-dimensional code; each receiver's adapter decodes a code into a softmax mixture of its own
 token embeddings, so that the receiver reads (nearly) real tokens from the first step.
 
-Codes start as a deterministic function of the token's string (a hash mapped to normal values), so the
-sender and every receiver agree on them without sharing a table; both tables are trainable from there.
-Only tokens whose string every vocabulary has (and that look like words) can be named.
+Only word-like tokens whose string every vocabulary has can be named. Each gets a distinct point of the
+int4 grid ({-7..7}/7 in every dimension, drawn with a fixed seed over the sorted shared strings), so the
+sender and every receiver derive the same code table from their tokenizers alone and an int4 packet
+carries each code exactly. Both tables are trainable from there.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from statistics import NormalDist
 
 import torch
 from torch import nn
@@ -19,21 +18,32 @@ from latentwire.adapters import rms_calibrate
 from latentwire.config import EncoderConfig
 from latentwire.llm.loader import Receiver
 
-_NORMAL = NormalDist()
 MIN_SHARED = 64
+LEVELS = 15          # int4's codes -7..7
+GRID_STEP = 1 / 7    # the grid spans [-1, 1]; a code of magnitude 1 in every group keeps int4's scale at 1/7
 
 
-def string_code(text: str, d: int) -> list[float]:
-    """d standard-normal values determined by `text` alone (the same on every machine)."""
-    values: list[float] = []
-    block = 0
-    while len(values) < d:
-        digest = hashlib.sha256(f"{block}\x00{text}".encode("utf-8", "surrogatepass")).digest()
-        for i in range(0, 32, 4):
-            u = (int.from_bytes(digest[i:i + 4], "little") + 0.5) / 2**32
-            values.append(_NORMAL.inv_cdf(u))
-        block += 1
-    return values[:d]
+def grid_codes(n: int, d: int, seed: int = 0) -> torch.Tensor:
+    """n distinct points [n, d] of the grid {-7..7}/7 in d dimensions, drawn with a fixed seed."""
+    cells = LEVELS ** d
+    if cells < 2 * n:
+        raise ValueError(f"encoder.kind=token_code: d_z={d} gives {cells} grid codes for {n} tokens; "
+                         f"raise encoder.d_z")
+    generator = torch.Generator().manual_seed(seed)
+    if cells <= 10_000_000:
+        index = torch.randperm(cells, generator=generator)[:n]
+        digits = torch.stack([(index // LEVELS ** k) % LEVELS for k in range(d)], dim=1)
+    else:
+        digits = torch.randint(0, LEVELS, (n, d), generator=generator)
+        while True:   # redraw the (rare) repeated points
+            _, inverse = torch.unique(digits, dim=0, return_inverse=True)
+            first = torch.full((len(digits),), len(digits)).scatter_reduce(0, inverse, torch.arange(len(digits)),
+                                                                           "amin")
+            repeated = first[inverse] != torch.arange(len(digits))
+            if not repeated.any():
+                break
+            digits[repeated] = torch.randint(0, LEVELS, (int(repeated.sum()), d), generator=generator)
+    return (digits - LEVELS // 2).float() * GRID_STEP
 
 
 def word_like(token: str) -> bool:
@@ -59,10 +69,7 @@ class TokenCodeEncoder(nn.Module):
         self.source, self.M, self.max_input, self.d_z = source, config.M, config.max_input, config.d_z
         self.source_vocab = vocabulary(source)
         rows = source.model.get_input_embeddings().weight.shape[0]
-        init = torch.zeros(rows, config.d_z)
-        for token, index in self.source_vocab.items():
-            init[index] = torch.tensor(string_code(token, config.d_z))
-        self.codes = nn.Embedding(rows, config.d_z, _weight=init)
+        self.codes = nn.Embedding(rows, config.d_z, _weight=torch.zeros(rows, config.d_z))   # set by build_adapters
         self.register_buffer("nameable", torch.zeros(rows, dtype=torch.bool), persistent=False)
 
     @torch.no_grad()
@@ -103,24 +110,36 @@ class TokenCodeEncoder(nn.Module):
             raise ValueError(f"encoder.kind=token_code: the source and receivers {sorted(receivers)} share only "
                              f"{len(shared)} word-like tokens (need {MIN_SHARED}); byte-level BPE vocabularies "
                              f"of the same family do")
+        rows = torch.tensor([self.source_vocab[s] for s in shared])
+        codes = grid_codes(len(shared), self.d_z)
+        with torch.no_grad():
+            self.codes.weight[rows] = codes
         self.nameable.zero_()
-        self.nameable[torch.tensor([self.source_vocab[s] for s in shared])] = True
-        codes = self.codes.weight.detach()[torch.tensor([self.source_vocab[s] for s in shared])].clone()
+        self.nameable[rows] = True
         return nn.ModuleDict({
             name: TokenCodeAdapter(codes, torch.tensor([vocabularies[name][s] for s in shared]), receiver,
                                    target_rms[name])
             for name, receiver in receivers.items()})
 
 
+def typical_neighbour_distance(codes: torch.Tensor, sample: int = 512) -> float:
+    """Median squared distance from a code to its nearest other code (over a fixed sample of codes)."""
+    rows = codes[torch.randperm(len(codes), generator=torch.Generator().manual_seed(0))[:sample]]
+    distance = torch.cdist(rows, codes).pow(2)
+    distance[distance == 0] = float("inf")          # each sampled code itself
+    return distance.min(1).values.median().item()
+
+
 class TokenCodeAdapter(nn.Module):
     """Z [B, M, d_z] -> softmax(-beta * squared distance to each shared token's code) mixture of this
     receiver's embeddings of those tokens, then per-example RMS calibration."""
 
-    def __init__(self, codes: torch.Tensor, token_ids: torch.Tensor, receiver: Receiver, target_rms: float,
-                 beta: float = 20.0):
+    def __init__(self, codes: torch.Tensor, token_ids: torch.Tensor, receiver: Receiver, target_rms: float):
         super().__init__()
-        self.codes = nn.Parameter(codes)                                    # [n, d_z]
-        self.log_beta = nn.Parameter(torch.tensor(math.log(beta)))
+        self.codes = nn.Parameter(codes.clone())                                    # [n, d_z]
+        # sharp enough that a code's nearest neighbour typically gets e^-10 of its weight, soft enough
+        # that the codes still receive gradient
+        self.log_beta = nn.Parameter(torch.tensor(math.log(10 / typical_neighbour_distance(codes))))
         table = receiver.model.get_input_embeddings().weight.detach().float()
         self.register_buffer("embeddings", table[token_ids.to(table.device)].clone(), persistent=False)
         self.register_buffer("target_rms", torch.tensor(float(target_rms)))
