@@ -34,8 +34,10 @@ MECHANISMS = {
     "embed_pca+shuffle": ["encoder.kind=embed_pca", "loss.shuffle_weight=0.1", "loss.shuffle_margin=16"],
     "embed_pca_frozen+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true",
                               "train.freeze=[encoder,adapters]"],
-    "token_code": ["encoder.kind=token_code"],
-    "token_code+lora": ["encoder.kind=token_code", "features.lora.enabled=true"],
+    # 16 slots x 4 dims: the same 64-byte packet as 8 x 8, twice the tokens named (15^4 int4 codes >= the
+    # ~37k shared word-like tokens of the default pair)
+    "token_code": ["encoder.kind=token_code", "encoder.M=16", "encoder.d_z=4"],
+    "token_code+lora": ["encoder.kind=token_code", "encoder.M=16", "encoder.d_z=4", "features.lora.enabled=true"],
     "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
                                "loss.shuffle_margin=16"],
 }
@@ -92,23 +94,37 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
 
 
 def qa(mechanism: str, steps: int, n_qa: int, extra: list[str]) -> dict:
-    """Fine-tune the reconstruction run on context-only QA; F1 of the latent and of the context cut to
-    the same number of receiver positions (M), on n_qa validation questions."""
+    """Fine-tune the reconstruction run on context-only QA (steps > 0) or carry its weights over as they
+    are (steps = 0: the same weights, the QA config's M); F1 of the latent and of the context cut to the
+    same number of receiver positions (M), on n_qa validation questions."""
     from latentwire.eval.harness import evaluate
     from latentwire.train.trainer import train
 
     done = RUNS / mechanism / "qa.json"
     if done.exists():
         return json.loads(done.read_text())
-    config = _config(mechanism, "qa", steps, extra + [f"data.n={n_qa}"])
+    config = _config(mechanism, "qa", max(steps, 1), extra + [f"data.n={n_qa}"])
     config.eval.budgets = [config.encoder.M]   # the context cut to as many receiver positions as slots
     started = time.perf_counter()
-    train(config)
+    train(config) if steps > 0 else carry_over(config)
     seconds = time.perf_counter() - started
     rows = evaluate(config)
-    result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "rows": rows}
+    result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "M": config.encoder.M,
+              "d_z": config.encoder.d_z, "rows": rows}
     done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def carry_over(config) -> None:
+    """Write the reconstruction run's weights, unchanged, as a step-0 checkpoint of the QA config."""
+    from latentwire.train.checkpoint import load_model_weights, save_checkpoint
+    from latentwire.train.load import resolve_checkpoint
+    from latentwire.train.trainer import setup
+
+    system, _, _ = setup(config)
+    load_model_weights(system, resolve_checkpoint(config.train.init_from))
+    save_checkpoint(Path(config.train.out_dir), 0, system, None,
+                    {"bad_steps": 0, "checkpoint_id": system.checkpoint_id().hex()}, config.to_dict())
 
 
 def merge() -> list[dict]:
@@ -131,7 +147,8 @@ def merge() -> list[dict]:
             budget = {r["receiver"]: r["f1"] for r in result["rows"] if r["method"] == "context_budget"}
             for row in latent:
                 rows.append({"receiver": row["receiver"], "mechanism": result["mechanism"],
-                             "objective": "qa_context_only", "n": row["n"], "M": None, "d_z": None,
+                             "objective": "qa_context_only", "n": row["n"], "M": result.get("M"),
+                             "d_z": result.get("d_z"),
                              "bits": row["bits"], "wire_bytes": row["wire_bytes"], "text_bytes": row["text_bytes"],
                              "bits_specific": row.get("bits_specific"), "bits_prior": row.get("bits_prior"),
                              "bits_specific_per_packet_bit": None, "f1": row["f1"],
@@ -173,7 +190,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="reconstruction steps (same for every mechanism)")
     parser.add_argument("--n-spans", type=int, default=64, help="validation spans measured")
     parser.add_argument("--qa", action="store_true", help="also fine-tune and evaluate context-only QA")
-    parser.add_argument("--qa-steps", type=int, default=200)
+    parser.add_argument("--qa-steps", type=int, default=200,
+                        help="QA fine-tuning steps; 0 evaluates the reconstruction weights as they are")
+    parser.add_argument("--qa-overrides", nargs="*", default=[],
+                        help="config overrides for the QA stage only (e.g. encoder.M=32)")
     parser.add_argument("--n-qa", type=int, default=500)
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--runs", help="run folder (default runs/bench-collapse)")
@@ -188,7 +208,7 @@ def main() -> None:
             reconstruction(mechanism, args.steps, args.n_spans, args.overrides)
             if args.qa:
                 print(f"== {mechanism}: context-only QA", flush=True)
-                qa(mechanism, args.qa_steps, args.n_qa, args.overrides)
+                qa(mechanism, args.qa_steps, args.n_qa, args.overrides + args.qa_overrides)
     from latentwire.eval.report import plain_table
     rows = merge()
     print(plain_table(rows, COLUMNS))

@@ -71,6 +71,30 @@ def run_one(name: str, steps: int, n: int, items: str | None) -> None:
     (RUNS / name / "result.json").write_text(json.dumps(result, indent=2))
 
 
+def time_one(name: str, steps: int) -> None:
+    """Seconds per training step of one config, measured alone (one process, nothing else running):
+    `steps` fresh steps from the cached items, median of all but the first -> <name>/timing.json."""
+    import statistics
+
+    from latentwire.config import load_config
+    from latentwire.train.trainer import train
+
+    out = RUNS / name / "timing"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    shutil.copytree(RUNS / name / "train" / "features", out / "features")
+    trained = json.loads((RUNS / name / "result.json").read_text())["steps"]   # same items (n_train) as the run
+    overrides = overrides_for(name, trained, 1) + [f"train.steps={steps}", f"train.out_dir={out}",
+                                                    "train.log_every=1", f"train.save_every={steps}"]
+    config = load_config(ROOT / "configs" / "short_run.yaml", overrides)
+    train(config, progress=False)
+    seconds = [r["sec_per_step"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines())
+               if "sec_per_step" in r][1:]
+    (RUNS / name / "timing.json").write_text(json.dumps({"steps": steps, "sec_per_step": statistics.median(seconds),
+                                                          "all": seconds}, indent=2))
+    shutil.rmtree(out)
+
+
 def merge() -> list[dict]:
     """Rows of every finished config (latent rows per receiver, plus the joint row)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -78,6 +102,9 @@ def merge() -> list[dict]:
     rows = []
     for path in sorted(RUNS.glob("*/result.json"), key=lambda p: (p.parent.name != "none", len(p.parent.name))):
         result = json.loads(path.read_text())
+        timing = path.parent / "timing.json"
+        if timing.exists():   # measured alone, unlike the training run's own timing
+            result["sec_per_step"] = json.loads(timing.read_text())["sec_per_step"]
         for row in result["rows"]:
             if row["method"] not in ("latent", "latent_joint"):
                 continue
@@ -110,7 +137,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="validation questions evaluated")
     parser.add_argument("--items", help="a features/ folder of cached training items to reuse")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--time-one", help=argparse.SUPPRESS)
     parser.add_argument("--merge", action="store_true", help="only merge finished configs")
+    parser.add_argument("--timing", type=int, metavar="STEPS",
+                        help="re-measure seconds per step of every finished config alone, STEPS steps each")
     parser.add_argument("--runs", help="run folder (default runs/bench-features)")
     args = parser.parse_args()
     if args.runs:
@@ -118,6 +148,14 @@ def main() -> None:
         RUNS = Path(args.runs).resolve()
     if args.one:
         return run_one(args.one, args.steps, args.n, args.items)
+    if args.timing:
+        for path in sorted(RUNS.glob("*/result.json")):
+            print(f"== timing {path.parent.name}", flush=True)
+            subprocess.run([sys.executable, __file__, "--time-one", path.parent.name, "--steps", str(args.timing),
+                            "--runs", str(RUNS)], check=True)
+        args.merge = True
+    if args.time_one:
+        return time_one(args.time_one, args.steps)
     if not args.merge:
         for name in SINGLE + ["best"]:
             if name == "best":

@@ -394,7 +394,7 @@ def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_re
 def test_token_code_refuses_receivers_without_shared_tokens_and_too_few_codes(tmp_path, pair):
     from latentwire.encoders.token_codes import TokenCodeEncoder, grid_codes
     with pytest.raises(ValueError, match="raise encoder.d_z"):
-        grid_codes(1000, 2)
+        grid_codes(226, 2)
     assert len(torch.unique(grid_codes(3000, 8), dim=0)) == 3000
     config = _config(tmp_path, "token_code")
     system, receivers, _ = setup(config, pair)

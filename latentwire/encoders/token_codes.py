@@ -26,7 +26,7 @@ GRID_STEP = 1 / 7    # the grid spans [-1, 1]; a code of magnitude 1 in every gr
 def grid_codes(n: int, d: int, seed: int = 0) -> torch.Tensor:
     """n distinct points [n, d] of the grid {-7..7}/7 in d dimensions, drawn with a fixed seed."""
     cells = LEVELS ** d
-    if cells < 2 * n:
+    if cells < n:
         raise ValueError(f"encoder.kind=token_code: d_z={d} gives {cells} grid codes for {n} tokens; "
                          f"raise encoder.d_z")
     generator = torch.Generator().manual_seed(seed)
