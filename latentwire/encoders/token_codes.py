@@ -17,10 +17,11 @@ from torch import nn
 from latentwire.adapters import rms_calibrate
 from latentwire.config import EncoderConfig
 from latentwire.llm.loader import Receiver
+from latentwire.wire.quantize import qmax_for
 
 MIN_SHARED = 64
-LEVELS = 15          # int4's codes -7..7
-GRID_STEP = 1 / 7    # the grid spans [-1, 1]; a code of magnitude 1 in every group keeps int4's scale at 1/7
+LEVELS = 2 * qmax_for(4) + 1   # int4's codes -7..7
+GRID_STEP = 1 / qmax_for(4)     # the grid spans [-1, 1]; a code of magnitude 1 in a group keeps int4's scale at 1/7
 
 
 def grid_codes(n: int, d: int, seed: int = 0) -> torch.Tensor:
