@@ -38,6 +38,9 @@ MECHANISMS = {
     # ~37k shared word-like tokens of the default pair)
     "token_code": ["encoder.kind=token_code", "encoder.M=16", "encoder.d_z=4"],
     "token_code+lora": ["encoder.kind=token_code", "encoder.M=16", "encoder.d_z=4", "features.lora.enabled=true"],
+    # 20 slots in one int4 group: 24 B header + 2 B scale + 40 B codes + 4 B CRC = 70 B, the packet
+    "token_code20+lora": ["encoder.kind=token_code", "encoder.M=20", "encoder.d_z=4", "wire.group_size=80",
+                          "features.lora.enabled=true"],
     "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
                                "loss.shuffle_margin=16"],
 }
