@@ -41,6 +41,10 @@ MECHANISMS = {
     # 20 slots in one int4 group: 24 B header + 2 B scale + 40 B codes + 4 B CRC = 70 B, the packet
     "token_code20+lora": ["encoder.kind=token_code", "encoder.M=20", "encoder.d_z=4", "wire.group_size=80",
                           "features.lora.enabled=true"],
+    # for context-only QA: 32 receiver positions each reading two consecutive context tokens (the first 64
+    # tokens any vocabulary has), 2 x 4 int4 dims a slot: 24 + 2 + 128 + 4 = 158 B
+    "token_pairs+lora": ["encoder.kind=token_code", "encoder.select=prefix", "encoder.tokens_per_slot=2",
+                         "encoder.M=32", "encoder.d_z=8", "wire.group_size=256", "features.lora.enabled=true"],
     "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
                                "loss.shuffle_margin=16"],
 }
@@ -56,7 +60,8 @@ def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
     if stage == "qa":
         overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5",
                       f"train.init_from={RUNS / mechanism / 'reconstruction'}", f"checkpoint={out}",
-                      "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", f"eval.out_dir={out / 'eval'}"]
+                      "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", "eval.joint=false",
+                      f"eval.out_dir={out / 'eval'}"]
     return load_config(None, overrides)
 
 

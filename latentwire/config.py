@@ -78,6 +78,8 @@ class EvalConfig:
     """Where metrics.json, predictions.jsonl and results.md are written."""
     threads: int = 0
     """torch CPU threads (0 = torch default)."""
+    joint: bool = True
+    """Also rescore the receivers jointly on the latent at wire.bits (a second pass over every question)."""
 
 
 @dataclass
@@ -105,6 +107,13 @@ class EncoderConfig:
     """Hidden-state layer of source_model read by lm_perceiver."""
     private_slots: int = 0
     """Slots per receiver that only that receiver reads (0 = all M slots shared)."""
+    tokens_per_slot: int = 1
+    """token_code: tokens each slot names (d_z / tokens_per_slot dims each); a receiver reads their
+    merged embeddings at one position."""
+    select: str = "surprise"
+    """token_code: which tokens the slots name. surprise: in each of M * tokens_per_slot windows, the
+    word-like shared token the source LM found most surprising; prefix: the first M * tokens_per_slot
+    tokens of the text that every vocabulary has, in order."""
     input: str = "prompt"
     """What the packet carries: prompt (question + context) or context (made without the question,
     which then travels as text beside the packet, its bytes counted)."""
@@ -299,6 +308,14 @@ def config_problems(config: Config) -> list[str]:
         problems.append("loss.span_tokens must be >= 2")
     if config.encoder.input not in ("prompt", "context"):
         problems.append(f"encoder.input must be prompt or context, got {config.encoder.input!r}")
+    e = config.encoder
+    if e.select not in ("surprise", "prefix"):
+        problems.append(f"encoder.select must be surprise or prefix, got {e.select!r}")
+    if e.tokens_per_slot < 1 or e.d_z % e.tokens_per_slot:
+        problems.append(f"encoder.tokens_per_slot must be >= 1 and divide encoder.d_z={e.d_z}, "
+                        f"got {e.tokens_per_slot}")
+    elif e.kind != "token_code" and (e.tokens_per_slot != 1 or e.select != "surprise"):
+        problems.append("encoder.tokens_per_slot and encoder.select apply to encoder.kind=token_code only")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     return problems

@@ -410,3 +410,36 @@ def test_lora_receivers_leave_the_encoders_source_plain(tmp_path, pair):
     assert system.encoder.source is not receivers["a"]
     assert not any("lora" in n for n, _ in system.encoder.source.model.named_parameters())
     assert any("lora" in n for n, _ in receivers["a"].model.named_parameters())
+
+
+def test_token_code_prefix_slots_carry_k_tokens_each_merged_at_one_position(tmp_path, pair):
+    from latentwire.adapters import rms_calibrate
+    config = _config(tmp_path, "token_code", "encoder.select=prefix", "encoder.tokens_per_slot=2")
+    system, receivers, _ = setup(config, pair)
+    encoder = system.encoder
+    text = "Ann is here and Bob is there, in the big house near the old river."
+    features = system.featurize_text(text)
+    ids = features[:, 0].long()
+    chosen = encoder.chosen_tokens(features[None], torch.ones(1, len(ids)))[0]
+    assert chosen.tolist() == [i for i in ids.tolist() if encoder.nameable[i]][:8]   # M * k, in text order
+    z = system.latent([features], bits=4)
+    assert z.shape == (1, 4, 8)                                                   # 2 codes of 4 dims per slot
+    torch.testing.assert_close(z[0].reshape(8, 4), encoder.codes(chosen), rtol=1e-3, atol=1e-3)
+    names = {i: s for s, i in encoder.source_vocab.items()}
+    for name, receiver in receivers.items():
+        table, vocab = receiver.model.get_input_embeddings().weight.float(), receiver.tokenizer.get_vocab()
+        rows = table[[vocab[names[i]] for i in chosen.tolist()]].reshape(1, 4, 2, -1)
+        expected = rms_calibrate(rows.mean(2), system.adapters[name].target_rms)    # the pair's mean at first
+        torch.testing.assert_close(system.adapters[name](z), expected, rtol=2e-3, atol=2e-3)
+    short = system.featurize_text("Ann")                                           # fewer tokens than M * k
+    assert encoder.chosen_tokens(short[None], torch.ones(1, len(short))).shape == (1, 8)
+
+
+def test_token_code_slot_options_are_checked_when_the_config_is_read(tmp_path):
+    from latentwire.config import ConfigError
+    for bad, match in [("encoder.tokens_per_slot=3", "divide encoder.d_z"), ("encoder.select=best", "select must"),
+                       ("encoder.tokens_per_slot=0", "tokens_per_slot must be >= 1")]:
+        with pytest.raises(ConfigError, match=match):
+            _config(tmp_path, "token_code", bad)
+    with pytest.raises(ConfigError, match="token_code only"):
+        _config(tmp_path, "byte", "encoder.tokens_per_slot=2")

@@ -1,6 +1,8 @@
 """Token-code latent: each slot names one token of its span, the one the source LM found most surprising,
 as a d_z-dimensional code; each receiver's adapter decodes a code into a softmax mixture of its own
-token embeddings, so that the receiver reads (nearly) real tokens from the first step.
+token embeddings, so that the receiver reads (nearly) real tokens from the first step. A slot may name
+several tokens (encoder.tokens_per_slot = k, d_z / k dims each); the receiver then reads their embeddings
+merged (a learned per-dimension weighted sum) at one position, k tokens per receiver position.
 
 Only word-like tokens whose string every vocabulary has can be named. Each gets a distinct point of the
 int4 grid ({-7..7}/7 in every dimension, drawn with a fixed seed over the sorted shared strings), so the
@@ -60,17 +62,20 @@ def vocabulary(receiver: Receiver) -> dict[str, int]:
 
 
 class TokenCodeEncoder(nn.Module):
-    """Source tokens + their surprise under the source LM -> one code per slot (the most surprising
-    nameable token of each of M contiguous spans)."""
+    """Source tokens + their surprise under the source LM -> k token codes per slot: the most surprising
+    nameable token of each of M*k contiguous windows (select=surprise), or the first M*k nameable tokens
+    (select=prefix)."""
 
     frozen_features = True
 
     def __init__(self, config: EncoderConfig, source: Receiver):
         super().__init__()
         self.source, self.M, self.max_input, self.d_z = source, config.M, config.max_input, config.d_z
+        self.k, self.select = config.tokens_per_slot, config.select
+        self.d_token = config.d_z // config.tokens_per_slot
         self.source_vocab = vocabulary(source)
         rows = source.model.get_input_embeddings().weight.shape[0]
-        self.codes = nn.Embedding(rows, config.d_z, _weight=torch.zeros(rows, config.d_z))   # set by build_adapters
+        self.codes = nn.Embedding(rows, self.d_token, _weight=torch.zeros(rows, self.d_token))   # set by build_adapters
         self.register_buffer("nameable", torch.zeros(rows, dtype=torch.bool), persistent=False)
 
     @torch.no_grad()
@@ -86,40 +91,52 @@ class TokenCodeEncoder(nn.Module):
         return torch.stack([torch.tensor(ids, dtype=torch.float32), surprise], dim=1)
 
     def chosen_tokens(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """features [B, T, 2], mask [B, T] -> source token ids [B, M]: per span, the most surprising
-        nameable token (an unnameable one only where a span has none)."""
-        ids = features[..., 0].long()
-        score = features[..., 1] - 1e4 * (~self.nameable[ids]).float()
-        score = score.masked_fill(mask == 0, float("-inf"))                         # [B, T]
-        lengths = mask.sum(-1, keepdim=True).clamp(min=1)
+        """features [B, T, 2], mask [B, T] -> source token ids [B, M*k] in text order. surprise: per window,
+        the most surprising nameable token (an unnameable one only where a window has none); prefix: the
+        first M*k nameable tokens (then unnameable ones, then padding, where the text has too few)."""
+        ids, n = features[..., 0].long(), self.M * self.k
         positions = torch.arange(ids.shape[1], device=ids.device)[None]
-        slot = ((positions * self.M) // lengths).clamp(max=self.M - 1)              # [B, T]
-        in_slot = slot[..., None] == torch.arange(self.M, device=ids.device)      # [B, T, M]
-        best = score[..., None].masked_fill(~in_slot, float("-inf")).argmax(1)    # [B, M] positions
+        unnameable = (~self.nameable[ids]).float()
+        if self.select == "prefix":
+            score = -positions - 1e6 * unnameable - 1e9 * (mask == 0).float()     # [B, T]
+            if ids.shape[1] < n:
+                score = torch.cat([score, score.new_full((len(ids), n - ids.shape[1]), -1e12)], 1)
+                ids = torch.cat([ids, ids.new_zeros(len(ids), n - ids.shape[1])], 1)
+            best = score.topk(n, dim=1).indices.sort(dim=1).values                 # [B, n] positions
+            return ids.gather(1, best)
+        score = (features[..., 1] - 1e4 * unnameable).masked_fill(mask == 0, float("-inf"))   # [B, T]
+        lengths = mask.sum(-1, keepdim=True).clamp(min=1)
+        slot = ((positions * n) // lengths).clamp(max=n - 1)                       # [B, T]
+        in_slot = slot[..., None] == torch.arange(n, device=ids.device)           # [B, T, n]
+        best = score[..., None].masked_fill(~in_slot, float("-inf")).argmax(1)    # [B, n] positions
         return ids.gather(1, best)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """features [B, T, 2], mask [B, T] -> Z [B, M, d_z]."""
-        return self.codes(self.chosen_tokens(features, mask))
+        """features [B, T, 2], mask [B, T] -> Z [B, M, d_z] (k token codes of d_z/k dims per slot)."""
+        codes = self.codes(self.chosen_tokens(features, mask))                    # [B, M*k, d_z/k]
+        return codes.reshape(len(codes), self.M, self.d_z)
 
     def build_adapters(self, receivers: dict[str, Receiver], target_rms: dict[str, float]) -> nn.ModuleDict:
         """One TokenCodeAdapter per receiver over the strings that the source and every receiver share;
         marks those strings nameable on the sender side."""
         vocabularies = {name: vocabulary(r) for name, r in receivers.items()}
-        shared = sorted(s for s in self.source_vocab if word_like(s) and all(s in v for v in vocabularies.values()))
+        special = {t for r in [self.source, *receivers.values()] for t in r.tokenizer.all_special_tokens}
+        nameable = word_like if self.select == "surprise" else (lambda s: s not in special)
+        shared = sorted(s for s in self.source_vocab if nameable(s) and all(s in v for v in vocabularies.values()))
         if len(shared) < MIN_SHARED:
+            kind = "word-like " if self.select == "surprise" else ""
             raise ValueError(f"encoder.kind=token_code: the source and receivers {sorted(receivers)} share only "
-                             f"{len(shared)} word-like tokens (need {MIN_SHARED}); byte-level BPE vocabularies "
+                             f"{len(shared)} {kind}tokens (need {MIN_SHARED}); byte-level BPE vocabularies "
                              f"of the same family do")
         rows = torch.tensor([self.source_vocab[s] for s in shared])
-        codes = grid_codes(len(shared), self.d_z)
+        codes = grid_codes(len(shared), self.d_token)
         with torch.no_grad():
             self.codes.weight[rows] = codes
         self.nameable.zero_()
         self.nameable[rows] = True
         return nn.ModuleDict({
             name: TokenCodeAdapter(codes, torch.tensor([vocabularies[name][s] for s in shared]), receiver,
-                                   target_rms[name])
+                                   target_rms[name], self.k)
             for name, receiver in receivers.items()})
 
 
@@ -132,11 +149,14 @@ def typical_neighbour_distance(codes: torch.Tensor, sample: int = 512) -> float:
 
 
 class TokenCodeAdapter(nn.Module):
-    """Z [B, M, d_z] -> softmax(-beta * squared distance to each shared token's code) mixture of this
-    receiver's embeddings of those tokens, then per-example RMS calibration."""
+    """Z [B, M, d_z] -> for each of a slot's k token codes, the softmax(-beta * squared distance to each
+    shared token's code) mixture of this receiver's embeddings of those tokens; the k embeddings merged by
+    a learned per-dimension weighted sum (k > 1); then per-example RMS calibration."""
 
-    def __init__(self, codes: torch.Tensor, token_ids: torch.Tensor, receiver: Receiver, target_rms: float):
+    def __init__(self, codes: torch.Tensor, token_ids: torch.Tensor, receiver: Receiver, target_rms: float,
+                 tokens_per_slot: int = 1):
         super().__init__()
+        self.k = tokens_per_slot
         self.codes = nn.Parameter(codes.clone())                                    # [n, d_z]
         # sharp enough that a code's nearest neighbour typically gets e^-10 of its weight, soft enough
         # that the codes still receive gradient
@@ -144,12 +164,17 @@ class TokenCodeAdapter(nn.Module):
         table = receiver.model.get_input_embeddings().weight.detach().float()
         self.register_buffer("embeddings", table[token_ids.to(table.device)].clone(), persistent=False)
         self.register_buffer("target_rms", torch.tensor(float(target_rms)))
+        if self.k > 1:   # the mean at first; learning the weights lets a receiver tell the k tokens apart
+            self.merge = nn.Parameter(torch.full((self.k, table.shape[1]), 1 / self.k))
 
     def token_weights(self, z: torch.Tensor) -> torch.Tensor:
-        """Z [B, M, d_z] -> weights [B, M, n] over the shared tokens (rows sum to 1)."""
+        """Token codes [..., d_z/k] -> weights [..., n] over the shared tokens (rows sum to 1)."""
         distance = (z.pow(2).sum(-1, keepdim=True) - 2 * z @ self.codes.T + self.codes.pow(2).sum(-1))
         return torch.softmax(-self.log_beta.exp() * distance, dim=-1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Z [B, M, d_z] -> [B, M, d_model] at the receiver's embedding RMS."""
-        return rms_calibrate(self.token_weights(z) @ self.embeddings.to(z.dtype), self.target_rms)
+        tokens = z.reshape(*z.shape[:2], self.k, -1)                                 # [B, M, k, d_z/k]
+        embedded = self.token_weights(tokens) @ self.embeddings.to(z.dtype)        # [B, M, k, d_model]
+        merged = embedded[:, :, 0] if self.k == 1 else (self.merge.to(z.dtype) * embedded).sum(2)
+        return rms_calibrate(merged, self.target_rms)
