@@ -42,3 +42,9 @@ def test_unreadable_file(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(bad)
+
+
+def test_every_shipped_config_reads():
+    from pathlib import Path
+    for path in sorted((Path(__file__).parent.parent / "configs").glob("*.yaml")):
+        load_config(str(path), [])
