@@ -151,7 +151,7 @@ class EmbedPCAEncoder(nn.Module):
     def warm_start_map(self, receiver: Receiver) -> tuple[torch.Tensor, torch.Tensor]:
         """(W [d_model, d_z], b [d_model]) with receiver_embedding(token) ~ W z(token) + b, least squares
         over the tokens whose strings both vocabularies share (z = this encoder's map of the source's)."""
-        source_vocab, target_vocab = self.source.tokenizer.get_vocab(), receiver.tokenizer.get_vocab()
+        source_vocab, target_vocab = self.source.vocabulary(), receiver.vocabulary()
         shared = sorted(set(source_vocab) & set(target_vocab))
         if len(shared) < 4 * self.project.out_features:
             raise ValueError(f"encoder.kind=embed_pca: {self.source.name} and {receiver.name} share only "

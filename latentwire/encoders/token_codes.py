@@ -55,12 +55,6 @@ def word_like(token: str) -> bool:
     return len(body) >= 2 and body.isascii() and any(c.isalnum() for c in body)
 
 
-def vocabulary(receiver: Receiver) -> dict[str, int]:
-    """String -> id for the ids that have an input embedding row."""
-    rows = receiver.model.get_input_embeddings().weight.shape[0]
-    return {s: i for s, i in receiver.tokenizer.get_vocab().items() if i < rows}
-
-
 class TokenCodeEncoder(nn.Module):
     """Source tokens + their surprise under the source LM -> k token codes per slot: the most surprising
     nameable token of each of M*k contiguous windows (select=surprise), or the first M*k nameable tokens
@@ -73,7 +67,7 @@ class TokenCodeEncoder(nn.Module):
         self.source, self.M, self.max_input, self.d_z = source, config.M, config.max_input, config.d_z
         self.k, self.select = config.tokens_per_slot, config.select
         self.d_token = config.d_z // config.tokens_per_slot
-        self.source_vocab = vocabulary(source)
+        self.source_vocab = source.vocabulary()
         rows = source.model.get_input_embeddings().weight.shape[0]
         self.codes = nn.Embedding(rows, self.d_token, _weight=torch.zeros(rows, self.d_token))   # set by build_adapters
         self.register_buffer("nameable", torch.zeros(rows, dtype=torch.bool), persistent=False)
@@ -119,7 +113,7 @@ class TokenCodeEncoder(nn.Module):
     def build_adapters(self, receivers: dict[str, Receiver], target_rms: dict[str, float]) -> nn.ModuleDict:
         """One TokenCodeAdapter per receiver over the strings that the source and every receiver share;
         marks those strings nameable on the sender side."""
-        vocabularies = {name: vocabulary(r) for name, r in receivers.items()}
+        vocabularies = {name: r.vocabulary() for name, r in receivers.items()}
         special = {t for r in [self.source, *receivers.values()] for t in r.tokenizer.all_special_tokens}
         nameable = word_like if self.select == "surprise" else (lambda s: s not in special)
         shared = sorted(s for s in self.source_vocab if nameable(s) and all(s in v for v in vocabularies.values()))

@@ -36,6 +36,11 @@ class Receiver:
         """Input embeddings [B, T, d_model] of token ids [B, T], exactly as the model embeds them."""
         return self.model.get_input_embeddings()(input_ids)
 
+    def vocabulary(self) -> dict[str, int]:
+        """Token string -> id, for the ids that have an input-embedding row."""
+        rows = self.model.get_input_embeddings().weight.shape[0]
+        return {s: i for s, i in self.tokenizer.get_vocab().items() if i < rows}
+
 
 def freeze(model: PreTrainedModel) -> PreTrainedModel:
     """Put `model` in eval mode with every parameter frozen; returns it."""
