@@ -49,15 +49,15 @@ MECHANISMS = {
                                "loss.shuffle_margin=16"],
 }
 COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_bytes", "text_bytes",
-           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "token_budget_f1", "steps",
-           "sec_per_step"]
+           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "token_budget_f1", "packet_bytes",
+           "within_quarter", "steps", "sec_per_step"]
 
 
 def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
     from latentwire.config import load_config
     out = RUNS / mechanism / stage
     overrides = BASE + MECHANISMS[mechanism] + [f"train.steps={steps}", f"train.out_dir={out}"] + extra
-    if stage == "qa":
+    if stage.startswith("qa"):
         overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5",
                       f"train.init_from={RUNS / mechanism / 'reconstruction'}", f"checkpoint={out}",
                       "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", "eval.joint=false",
@@ -101,26 +101,38 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
     return result
 
 
-def qa(mechanism: str, steps: int, n_qa: int, extra: list[str]) -> dict:
+def qa(mechanism: str, steps: int, n_qa: int, extra: list[str], tag: str = "") -> dict:
     """Fine-tune the reconstruction run on context-only QA (steps > 0) or carry its weights over as they
     are (steps = 0: the same weights, the QA config's M); F1 of the latent and of the context cut to the
     same number of receiver positions (M), on n_qa validation questions."""
     from latentwire.eval.harness import evaluate
     from latentwire.train.trainer import train
 
-    done = RUNS / mechanism / "qa.json"
+    done = RUNS / mechanism / f"qa{tag}.json"
     if done.exists():
         return json.loads(done.read_text())
-    config = _config(mechanism, "qa", max(steps, 1), extra + [f"data.n={n_qa}"])
+    config = _config(mechanism, f"qa{tag}", max(steps, 1), extra + [f"data.n={n_qa}"])
     config.eval.budgets = [config.encoder.M]   # the context cut to as many receiver positions as slots
     started = time.perf_counter()
     train(config) if steps > 0 else carry_over(config)
     seconds = time.perf_counter() - started
     rows = evaluate(config)
     result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "M": config.encoder.M,
-              "d_z": config.encoder.d_z, "rows": rows}
+              "d_z": config.encoder.d_z, "rows": rows, **packet_share(config)}
     done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def packet_share(config) -> dict:
+    """The packet's size against the contexts' UTF-8 bytes on the QA questions (the bar: <= a quarter)."""
+    from latentwire.data.loaders import load_examples
+    from latentwire.wire.packet import packet_size
+    examples, _ = load_examples(config.data.source, config.data.path, config.data.split, config.data.n,
+                                config.data.seed, config.data.max_context_chars)
+    context_bytes = [len(e.context.encode("utf-8")) for e in examples]
+    packet = packet_size(config.encoder.M, config.encoder.d_z, config.wire.bits, config.wire.group_size)
+    return {"packet_bytes": packet, "context_bytes_mean": sum(context_bytes) / len(context_bytes),
+            "within_quarter": sum(4 * packet <= b for b in context_bytes) / len(context_bytes)}
 
 
 def carry_over(config) -> None:
@@ -149,8 +161,8 @@ def merge() -> list[dict]:
                          "bits_specific_per_packet_bit": measured["bits_specific_per_packet_bit"],
                          "f1": None, "token_budget_f1": None, "steps": result["steps"],
                          "sec_per_step": result["sec_per_step"], "commit": result.get("commit", commit)})
-        if (folder / "qa.json").exists():
-            result = json.loads((folder / "qa.json").read_text())
+        for path in sorted(folder.glob("qa*.json")):
+            result = json.loads(path.read_text())
             latent = [r for r in result["rows"] if r["method"] == "latent"]
             budget = {r["receiver"]: r["f1"] for r in result["rows"] if r["method"] == "context_budget"}
             for row in latent:
@@ -160,7 +172,9 @@ def merge() -> list[dict]:
                              "bits": row["bits"], "wire_bytes": row["wire_bytes"], "text_bytes": row["text_bytes"],
                              "bits_specific": row.get("bits_specific"), "bits_prior": row.get("bits_prior"),
                              "bits_specific_per_packet_bit": None, "f1": row["f1"],
-                             "token_budget_f1": budget.get(row["receiver"]), "steps": result["steps"],
+                             "token_budget_f1": budget.get(row["receiver"]),
+                             "packet_bytes": result.get("packet_bytes"),
+                             "within_quarter": result.get("within_quarter"), "steps": result["steps"],
                              "sec_per_step": None, "commit": row.get("code_commit") or commit})
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "collapse.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -203,6 +217,7 @@ def main() -> None:
     parser.add_argument("--qa-overrides", nargs="*", default=[],
                         help="config overrides for the QA stage only (e.g. encoder.M=32)")
     parser.add_argument("--n-qa", type=int, default=500)
+    parser.add_argument("--qa-tag", default="", help="suffix of the QA stage's folder and json, to keep several")
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--runs", help="run folder (default runs/bench-collapse)")
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
@@ -216,7 +231,7 @@ def main() -> None:
             reconstruction(mechanism, args.steps, args.n_spans, args.overrides)
             if args.qa:
                 print(f"== {mechanism}: context-only QA", flush=True)
-                qa(mechanism, args.qa_steps, args.n_qa, args.overrides + args.qa_overrides)
+                qa(mechanism, args.qa_steps, args.n_qa, args.overrides + args.qa_overrides, args.qa_tag)
     from latentwire.eval.report import plain_table
     rows = merge()
     print(plain_table(rows, COLUMNS))
