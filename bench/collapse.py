@@ -111,6 +111,8 @@ def qa(mechanism: str, steps: int, n_qa: int, extra: list[str], tag: str = "") -
     done = RUNS / mechanism / f"qa{tag}.json"
     if done.exists():
         return json.loads(done.read_text())
+    if not any(o.startswith("train.n_train=") for o in extra):   # each training question seen once
+        extra = extra + [f"train.n_train={max(steps, 1) * 8}"]      # (BASE's batch of 8)
     config = _config(mechanism, f"qa{tag}", max(steps, 1), extra + [f"data.n={n_qa}"])
     config.eval.budgets = [config.encoder.M]   # the context cut to as many receiver positions as slots
     started = time.perf_counter()
