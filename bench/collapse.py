@@ -191,17 +191,19 @@ def plot() -> Path | None:
     results = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/reconstruction.json"))]
     if not results:
         return None
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for result in results:
+    figure, axis = plt.subplots(figsize=(9, 4.5))
+    colours = plt.get_cmap("tab10")
+    for index, result in enumerate(results):   # a colour per mechanism, a line style per receiver
         names = sorted({k.split("/")[0] for r in result["curve"] for k in r if k != "step"})
-        for name in names:
+        for style, name in zip(["-", "--", ":", "-."] * 4, names):
             points = [(r["step"], r[f"{name}/bits_specific"]) for r in result["curve"] if f"{name}/bits_specific" in r]
-            axis.plot(*zip(*points), marker=".", label=f"{result['mechanism']} / {name}")
+            axis.plot(*zip(*points), marker=".", linestyle=style, color=colours(index % 10),
+                      label=f"{result['mechanism']} / {name}")
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.set_xlabel("training step")
     axis.set_ylabel("bits_specific on the training batch (bits)")
     axis.set_title("Reconstruction of 64-token spans: information specific to the example")
-    axis.legend(fontsize=7)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     path = HERE / "collapse_curves.png"
     figure.tight_layout()
     figure.savefig(path, dpi=120)
