@@ -317,7 +317,8 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
             row["agree_with_text"] = agreement(predictions_path, row["receiver"], row["method"])
     rows = [r for r in rows if r["method"] not in ("latent_oracle", "latent_joint")]
     rows += oracle_rows(predictions_path, rows)
-    if config.eval.joint and system is not None and len(config.receivers) > 1 and config.wire.bits in config.wire.eval_bits:
+    joint = config.eval.joint and len(config.receivers) > 1 and config.wire.bits in config.wire.eval_bits
+    if joint and system is not None:
         rows.append(_joint_row(config, system, receivers, examples, predictions_path))
     metrics = {"rows": rows, "data": {"source": config.data.source, "split": config.data.split, **report.as_dict()},
                "n_examples": len(examples), "seconds": time.perf_counter() - started}
