@@ -4,7 +4,8 @@ token embeddings, so that the receiver reads (nearly) real tokens from the first
 several tokens (encoder.tokens_per_slot = k, d_z / k dims each); the receiver then reads their embeddings
 merged (a learned per-dimension weighted sum) at one position, k tokens per receiver position.
 
-Only tokens whose string every vocabulary has can be named (with select=surprise, only word-like ones). Each gets a distinct point of the
+Only tokens whose string every vocabulary has can be named (with select=surprise, only word-like
+ones). Each gets a distinct point of the
 int4 grid ({-7..7}/7 in every dimension, drawn with a fixed seed over the sorted shared strings), so the
 sender and every receiver derive the same code table from their tokenizers alone and an int4 packet
 carries each code exactly. Both tables are trainable from there.
