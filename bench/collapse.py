@@ -56,13 +56,13 @@ COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_
 def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
     from latentwire.config import load_config
     out = RUNS / mechanism / stage
-    overrides = BASE + MECHANISMS[mechanism] + [f"train.steps={steps}", f"train.out_dir={out}"] + extra
+    overrides = BASE + MECHANISMS[mechanism] + [f"train.steps={steps}", f"train.out_dir={out}"]
     if stage.startswith("qa"):
         overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5",
                       f"train.init_from={RUNS / mechanism / 'reconstruction'}", f"checkpoint={out}",
                       "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", "eval.joint=false",
                       f"eval.out_dir={out / 'eval'}"]
-    return load_config(None, overrides)
+    return load_config(None, overrides + extra)   # the command line's overrides win
 
 
 def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -> dict:

@@ -137,6 +137,9 @@ class LossConfig:
 
     K: int = 4
     """Teacher-forced answer tokens scored."""
+    answer_end: bool = False
+    """Append the receiver's end-of-answer token (PromptBuilder.end_id) to each QA target, within the K
+    scored tokens, so that the receiver also learns where a short answer stops."""
     first_token_weight: float = 1.0
     """Extra weight of the first answer token's CE."""
     ce_weight: float = 1.0

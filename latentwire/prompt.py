@@ -76,6 +76,20 @@ class PromptBuilder:
                                             tok.convert_tokens_to_ids("<|endoftext|>"),
                                             tok.convert_tokens_to_ids("<end_of_turn>"))
                                 if isinstance(i, int) and i != tok.unk_token_id and i >= 0})
+        self.end_id = self._end_id()
+
+    def _end_id(self) -> int | None:
+        """The token that closes the receiver's answer: the first token its chat template puts after an
+        assistant turn's text, if that is a stop token, else EOS (None if the tokenizer has neither)."""
+        tok = self.tokenizer
+        if self.uses_chat_template:
+            rendered = tok.apply_chat_template(
+                [{"role": "system", "content": self.config.instruction}, {"role": "user", "content": "Q"},
+                 {"role": "assistant", "content": _SLOT}], tokenize=False)
+            tail = self.encode(rendered.split(_SLOT, 1)[1]) if _SLOT in rendered else []
+            if tail and tail[0] in self.stop_ids:
+                return tail[0]
+        return tok.eos_token_id if isinstance(tok.eos_token_id, int) else None
 
     def _bos(self) -> list[int]:
         return [self.tokenizer.bos_token_id] if self.add_bos else []

@@ -87,6 +87,20 @@ def test_k_token_targets_skip_special_tokens_and_score_the_first_answer_token(tm
                 tokenizer.decode(targets[:1]).strip())
 
 
+def test_answer_end_closes_short_targets_with_the_end_token(tmp_path, pair):
+    config = _config(tmp_path)
+    system, receivers, builders = setup(config, pair)
+    plain, _ = build_items(EXAMPLES, system.featurize, receivers, builders, LossConfig(K=8, kd_weight=0),
+                           progress=False)
+    ended, _ = build_items(EXAMPLES, system.featurize, receivers, builders,
+                           LossConfig(K=8, kd_weight=0, answer_end=True), progress=False)
+    for before, after in zip(plain, ended):
+        for name, targets in before.targets.items():
+            end = builders[name].end_id
+            assert after.targets[name] == (targets + [end])[:8]
+    assert any(len(t) < 8 for i in plain for t in i.targets.values())   # some answer short enough to end
+
+
 def test_training_items_cache_round_trip(tmp_path, pair):
     config = _config(tmp_path)
     system, receivers, builders = setup(config, pair)

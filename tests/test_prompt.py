@@ -81,3 +81,10 @@ def test_token_budget_fits(budget):
         assert e.context.startswith(context[:20]) or context == ""
         n_question = len(builder.encode(format_content(e.question, "")))
         assert len(builder.encode(format_content(e.question, context))) <= max(budget, n_question)
+
+
+def test_end_id_is_the_token_that_closes_an_assistant_turn():
+    chat = PromptBuilder(tiny_tokenizer(), PromptConfig())
+    assert chat.tokenizer.convert_ids_to_tokens(chat.end_id) == "<|im_end|>" and chat.end_id in chat.stop_ids
+    plain = PromptBuilder(tiny_tokenizer(chat=False), PromptConfig())
+    assert plain.end_id == plain.tokenizer.eos_token_id

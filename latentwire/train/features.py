@@ -70,7 +70,12 @@ def build_items(examples: list[QAExample], featurize, receivers: dict[str, Recei
         targets = {}
         try:
             for name, builder in builders.items():
-                targets[name] = builder.answer_ids(content, example.answers[0])[: loss.K]
+                ids = builder.answer_ids(content, example.answers[0])
+                if loss.answer_end and builder.end_id is None:
+                    raise ValueError(f"loss.answer_end: {builder.model_name} has no end-of-answer token "
+                                     "(no chat template stop token, no EOS)")
+                end = [builder.end_id] if loss.answer_end else []
+                targets[name] = (ids + end)[: loss.K]
         except AlignmentError as error:
             report.skip(f"answer alignment: {str(error)[:80]}", example.id)
             continue
@@ -135,7 +140,7 @@ def items_key(config_dict: dict) -> str:
                                                                        "source_layer", "input")}
     relevant["objective"] = {k: config_dict["loss"].get(k) for k in ("objective", "span_tokens")}
     relevant["data"] = {k: config_dict["data"][k] for k in ("source", "path", "max_context_chars")}
-    relevant["loss"] = {k: config_dict["loss"][k] for k in ("K", "kd_top_k")} | {
+    relevant["loss"] = {k: config_dict["loss"].get(k) for k in ("K", "kd_top_k", "answer_end")} | {
         "kd": config_dict["loss"]["kd_weight"] > 0}
     relevant["train"] = {k: config_dict["train"][k] for k in ("n_train", "seed")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
