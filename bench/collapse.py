@@ -49,7 +49,7 @@ MECHANISMS = {
                                "loss.shuffle_margin=16"],
 }
 COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_bytes", "text_bytes",
-           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "token_budget_f1", "packet_bytes",
+           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "f1_shuffled", "token_budget_f1", "packet_bytes",
            "within_quarter", "steps", "sec_per_step"]
 
 
@@ -61,7 +61,7 @@ def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
         overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5",
                       f"train.init_from={RUNS / mechanism / 'reconstruction'}", f"checkpoint={out}",
                       "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", "eval.joint=false",
-                      f"eval.out_dir={out / 'eval'}"]
+                      "eval.shuffled_f1=true", f"eval.out_dir={out / 'eval'}"]
     return load_config(None, overrides + extra)   # the command line's overrides win
 
 
@@ -174,6 +174,7 @@ def merge() -> list[dict]:
                              "bits": row["bits"], "wire_bytes": row["wire_bytes"], "text_bytes": row["text_bytes"],
                              "bits_specific": row.get("bits_specific"), "bits_prior": row.get("bits_prior"),
                              "bits_specific_per_packet_bit": None, "f1": row["f1"],
+                             "f1_shuffled": row.get("f1_shuffled"), "stage": path.stem,
                              "token_budget_f1": budget.get(row["receiver"]),
                              "packet_bytes": result.get("packet_bytes"),
                              "within_quarter": result.get("within_quarter"), "steps": result["steps"],

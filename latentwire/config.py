@@ -78,6 +78,10 @@ class EvalConfig:
     """Where metrics.json, predictions.jsonl and results.md are written."""
     threads: int = 0
     """torch CPU threads (0 = torch default)."""
+    shuffled_f1: bool = False
+    """Also answer every question from another example's latent (example i-1's, the shuffled-latent test's
+    pairing) and report that F1/EM (f1_shuffled, em_shuffled) in each latent row: the F1 that a trained
+    reader reaches without its own packet (one more generation pass per latent row)."""
     joint: bool = True
     """Also rescore the receivers jointly on the latent at wire.bits (a second pass over every question)."""
 

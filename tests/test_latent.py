@@ -457,3 +457,25 @@ def test_token_code_slot_options_are_checked_when_the_config_is_read(tmp_path):
             _config(tmp_path, "token_code", bad)
     with pytest.raises(ConfigError, match="token_code only"):
         _config(tmp_path, "byte", "encoder.tokens_per_slot=2")
+
+
+def test_shuffled_f1_equals_f1_for_a_constant_latent(tmp_path, pair, monkeypatch):
+    from latentwire.eval import harness
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import MethodContext
+    # random receivers never hit a gold answer: score a prediction by its text, so that equal scores mean
+    # equal answers (a shuffled pass that dropped the latent or kept the own one would show)
+    monkeypatch.setattr(harness, "best_em_f1", lambda prediction, golds: (float(len(prediction) % 2),
+                                                                         len(prediction) % 97 / 97))
+    config = _config(tmp_path, "byte", "data.n=4")
+    system, receivers, builders = setup(config, pair)
+    examples, _ = load_examples("squad", n=4, seed=0, split="validation")
+    ctx = MethodContext(receivers["a"], builders["a"], 0, 16, system)
+    varied = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True).row
+    assert 0 <= varied["f1_shuffled"] <= 1 and 0 <= varied["em_shuffled"] <= 1
+    assert "f1_shuffled" not in run_method(ctx, examples, "latent", 2, 3, progress=False).row
+    with torch.no_grad():
+        system.encoder.resampler.out[1].weight.zero_()     # every example now gets the same latent
+    constant = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True).row
+    assert constant["f1_shuffled"] == pytest.approx(constant["f1"])
+    assert constant["em_shuffled"] == pytest.approx(constant["em"])

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from latentwire.config import Config, save_config
 from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches, load_examples
-from latentwire.eval.generation import generate_and_score
+from latentwire.eval.generation import generate_and_score, greedy_decode
 from latentwire.eval.methods import METHODS, MethodContext, PromptInput, latent_prompt
 from latentwire.eval.report import markdown_table
 from latentwire.eval.squad_metrics import best_em_f1
@@ -47,7 +47,7 @@ def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManag
 
 
 def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
-               max_new_tokens: int, progress: bool = True) -> MethodRun:
+               max_new_tokens: int, progress: bool = True, shuffled_f1: bool = False) -> MethodRun:
     """Evaluate one method on `examples`; returns the metrics row and per-example predictions."""
     spec = METHODS[method]
     receiver, builder = ctx.receiver, ctx.builder
@@ -85,6 +85,8 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "sec_per_example": total / n, **diagnostics(prompts, predictions, tokenizer)}
     if spec.uses_bits and n >= 2:
         row.update(shuffle_test(ctx, prompts, gold_ids, [p["nll"] for p in predictions], batch_size, pad_id))
+        if shuffled_f1:
+            row.update(shuffled_answers(ctx, prompts, examples, max_new_tokens, batch_size, pad_id))
     for p in predictions:
         p.update(receiver=receiver.name, method=method, M=budget, bits=bits)
     return MethodRun(row=row, predictions=predictions)
@@ -110,6 +112,22 @@ def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], gold_ids: list[
                 values[i] = sum(out.answer_nll[j]) / LN2
         bits[condition] = torch.tensor(values)
     return summarize(bits["own"], bits["shuffled"], bits["none"])
+
+
+def shuffled_answers(ctx: MethodContext, prompts: list[PromptInput], examples: list[QAExample],
+                     max_new_tokens: int, batch_size: int, pad_id: int) -> dict[str, float]:
+    """EM/F1 of the answers generated for example i from example i-1's latent (its own question text
+    kept in context-only mode): {"em_shuffled", "f1_shuffled"}."""
+    n = len(prompts)
+    inputs = [latent_prompt(ctx, prompts[(i - 1) % n].latent_embeds, prompts[i].after_ids) for i in range(n)]
+    scores = []
+    for batch in iter_batches(list(range(n)), batch_size):
+        out = greedy_decode(ctx.receiver, [inputs[i] for i in batch], max_new_tokens, ctx.builder.stop_ids, pad_id,
+                            ctx.features)
+        for j, i in enumerate(batch):
+            text = ctx.receiver.tokenizer.decode(out.generated[j], skip_special_tokens=True)
+            scores.append(best_em_f1(clean_prediction(text), examples[i].answers))
+    return {"em_shuffled": sum(s[0] for s in scores) / n, "f1_shuffled": sum(s[1] for s in scores) / n}
 
 
 def diagnostics(prompts: list[PromptInput], predictions: list[dict], tokenizer) -> dict:
@@ -304,7 +322,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
         for method, budget, bits in todo:
             ctx = MethodContext(receiver, builder, budget or 0, bits or 16, system)
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
-                                progress)
+                                progress, config.eval.shuffled_f1)
             result.row["load_seconds"] = receiver.load_seconds
             result.row["code_commit"] = commit
             with open(predictions_path, "a") as handle:
