@@ -45,9 +45,15 @@ MECHANISMS = {
     # tokens any vocabulary has), 2 x 4 int4 dims a slot: 24 + 2 + 128 + 4 = 158 B
     "token_pairs+lora": ["encoder.kind=token_code", "encoder.select=prefix", "encoder.tokens_per_slot=2",
                          "encoder.M=32", "encoder.d_z=8", "wire.group_size=256", "features.lora.enabled=true"],
+    # for context-only QA, no reconstruction stage (the receivers read real tokens, one a position): 40
+    # positions naming the 40 tokens the source LM found least predictable among the context's first 80,
+    # in order (LLMLingua's dropping of predictable tokens); 24 + 2 + 80 + 4 = 110 B
+    "token_prune+lora": ["encoder.kind=token_code", "encoder.select=prune", "encoder.keep_ratio=0.5",
+                         "encoder.M=40", "encoder.d_z=4", "wire.group_size=160", "features.lora.enabled=true"],
     "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
                                "loss.shuffle_margin=16"],
 }
+QA_ONLY = {"token_prune+lora"}   # mechanisms whose QA stage starts from the untrained model
 COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_bytes", "text_bytes",
            "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "f1_shuffled", "token_budget_f1", "packet_bytes",
            "within_quarter", "steps", "sec_per_step"]
@@ -58,8 +64,8 @@ def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
     out = RUNS / mechanism / stage
     overrides = BASE + MECHANISMS[mechanism] + [f"train.steps={steps}", f"train.out_dir={out}"]
     if stage.startswith("qa"):
-        overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5",
-                      f"train.init_from={RUNS / mechanism / 'reconstruction'}", f"checkpoint={out}",
+        start = [] if mechanism in QA_ONLY else [f"train.init_from={RUNS / mechanism / 'reconstruction'}"]
+        overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5", *start, f"checkpoint={out}",
                       "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", "eval.joint=false",
                       "eval.shuffled_f1=true", f"eval.out_dir={out / 'eval'}"]
     return load_config(None, overrides + extra)   # the command line's overrides win
@@ -138,13 +144,15 @@ def packet_share(config) -> dict:
 
 
 def carry_over(config) -> None:
-    """Write the reconstruction run's weights, unchanged, as a step-0 checkpoint of the QA config."""
+    """Write the reconstruction run's weights, unchanged (a QA-only mechanism: the untrained model's, its
+    LoRA at zero), as a step-0 checkpoint of the QA config."""
     from latentwire.train.checkpoint import load_model_weights, save_checkpoint
     from latentwire.train.load import resolve_checkpoint
     from latentwire.train.trainer import setup
 
     system, _, _ = setup(config)
-    load_model_weights(system, resolve_checkpoint(config.train.init_from))
+    if config.train.init_from:
+        load_model_weights(system, resolve_checkpoint(config.train.init_from))
     save_checkpoint(Path(config.train.out_dir), 0, system, None,
                     {"bad_steps": 0, "checkpoint_id": system.checkpoint_id().hex()}, config.to_dict())
 
@@ -153,8 +161,9 @@ def merge() -> list[dict]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
     rows = []
-    for folder in sorted(p for p in RUNS.glob("*") if (p / "reconstruction.json").exists()):
-        result = json.loads((folder / "reconstruction.json").read_text())
+    for folder in sorted(p for p in RUNS.glob("*") if p.is_dir()):
+        done = folder / "reconstruction.json"
+        result = json.loads(done.read_text()) if done.exists() else {"receivers": {}}
         for receiver, measured in result["receivers"].items():
             rows.append({"receiver": receiver, "mechanism": result["mechanism"], "objective": "reconstruction",
                          "n": measured["n"], "M": result["M"], "d_z": result["d_z"], "bits": result["bits"],
@@ -232,8 +241,9 @@ def main() -> None:
         RUNS = Path(args.runs)
     if not args.merge:
         for mechanism in args.mechanisms:
-            print(f"== {mechanism}: reconstruction", flush=True)
-            reconstruction(mechanism, args.steps, args.n_spans, args.overrides)
+            if mechanism not in QA_ONLY:
+                print(f"== {mechanism}: reconstruction", flush=True)
+                reconstruction(mechanism, args.steps, args.n_spans, args.overrides)
             if args.qa:
                 print(f"== {mechanism}: context-only QA", flush=True)
                 qa(mechanism, args.qa_steps, args.n_qa, args.overrides + args.qa_overrides, args.qa_tag)

@@ -117,7 +117,11 @@ class EncoderConfig:
     select: str = "surprise"
     """token_code: which tokens the slots name. surprise: in each of M * tokens_per_slot windows, the
     word-like shared token the source LM found most surprising; prefix: the first M * tokens_per_slot
-    tokens of the text that every vocabulary has, in order."""
+    tokens of the text that every vocabulary has, in order; prune: of the first M * tokens_per_slot /
+    keep_ratio such tokens, the M * tokens_per_slot the source LM found most surprising, in order (the
+    predictable ones dropped, as LLMLingua does)."""
+    keep_ratio: float = 0.5
+    """token_code, select=prune: the share of the text's leading tokens kept."""
     input: str = "prompt"
     """What the packet carries: prompt (question + context) or context (made without the question,
     which then travels as text beside the packet, its bytes counted)."""
@@ -316,8 +320,10 @@ def config_problems(config: Config) -> list[str]:
     if config.encoder.input not in ("prompt", "context"):
         problems.append(f"encoder.input must be prompt or context, got {config.encoder.input!r}")
     e = config.encoder
-    if e.select not in ("surprise", "prefix"):
-        problems.append(f"encoder.select must be surprise or prefix, got {e.select!r}")
+    if e.select not in ("surprise", "prefix", "prune"):
+        problems.append(f"encoder.select must be surprise, prefix or prune, got {e.select!r}")
+    if not 0 < e.keep_ratio <= 1:
+        problems.append(f"encoder.keep_ratio must be in (0, 1], got {e.keep_ratio}")
     if e.tokens_per_slot < 1 or e.d_z % e.tokens_per_slot:
         problems.append(f"encoder.tokens_per_slot must be >= 1 and divide encoder.d_z={e.d_z}, "
                         f"got {e.tokens_per_slot}")

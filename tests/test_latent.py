@@ -449,10 +449,25 @@ def test_token_code_prefix_slots_carry_k_tokens_each_merged_at_one_position(tmp_
     assert encoder.chosen_tokens(short[None], torch.ones(1, len(short))).shape == (1, 8)
 
 
+def test_token_code_prune_keeps_the_most_surprising_of_the_leading_tokens_in_order(tmp_path, pair):
+    config = _config(tmp_path, "token_code", "encoder.select=prune", "encoder.keep_ratio=0.5")
+    system, _, _ = setup(config, pair)
+    encoder = system.encoder
+    features = system.featurize_text("Ann is here and Bob is there, in the big house near the old river.")
+    ids, surprise = features[:, 0].long().tolist(), features[:, 1].tolist()
+    window = [p for p in range(len(ids)) if encoder.nameable[ids[p]]][:8]          # M=4 / keep_ratio 0.5
+    kept = sorted([window[0]] + sorted(window[1:], key=lambda p: -surprise[p])[:3])  # the first always kept
+    chosen = encoder.chosen_tokens(features[None], torch.ones(1, len(ids)))[0]
+    assert chosen.tolist() == [ids[p] for p in kept]
+    short = system.featurize_text("Ann")                                           # fewer tokens than M
+    assert encoder.chosen_tokens(short[None], torch.ones(1, len(short))).shape == (1, 4)
+
+
 def test_token_code_slot_options_are_checked_when_the_config_is_read(tmp_path):
     from latentwire.config import ConfigError
     for bad, match in [("encoder.tokens_per_slot=3", "divide encoder.d_z"), ("encoder.select=best", "select must"),
-                       ("encoder.tokens_per_slot=0", "tokens_per_slot must be >= 1")]:
+                       ("encoder.tokens_per_slot=0", "tokens_per_slot must be >= 1"),
+                       ("encoder.keep_ratio=0", "keep_ratio must be in")]:
         with pytest.raises(ConfigError, match=match):
             _config(tmp_path, "token_code", bad)
     with pytest.raises(ConfigError, match="token_code only"):

@@ -58,15 +58,15 @@ def word_like(token: str) -> bool:
 
 class TokenCodeEncoder(nn.Module):
     """Source tokens + their surprise under the source LM -> k token codes per slot: the most surprising
-    nameable token of each of M*k contiguous windows (select=surprise), or the first M*k nameable tokens
-    (select=prefix)."""
+    nameable token of each of M*k contiguous windows (select=surprise), the first M*k nameable tokens
+    (select=prefix), or the most surprising M*k of the first M*k/keep_ratio (select=prune)."""
 
     frozen_features = True
 
     def __init__(self, config: EncoderConfig, source: Receiver):
         super().__init__()
         self.source, self.M, self.max_input, self.d_z = source, config.M, config.max_input, config.d_z
-        self.k, self.select = config.tokens_per_slot, config.select
+        self.k, self.select, self.keep_ratio = config.tokens_per_slot, config.select, config.keep_ratio
         self.d_token = config.d_z // config.tokens_per_slot
         self.source_vocab = source.vocabulary()
         rows = source.model.get_input_embeddings().weight.shape[0]
@@ -88,12 +88,19 @@ class TokenCodeEncoder(nn.Module):
     def chosen_tokens(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, 2], mask [B, T] -> source token ids [B, M*k] in text order. surprise: per window,
         the most surprising nameable token (an unnameable one only where a window has none); prefix: the
-        first M*k nameable tokens (then unnameable ones, then padding, where the text has too few)."""
+        first M*k nameable tokens (then unnameable ones, then padding, where the text has too few);
+        prune: the M*k most surprising of the first M*k/keep_ratio nameable tokens (the text's first token
+        always kept: nothing predicts it), in order."""
         ids, n = features[..., 0].long(), self.M * self.k
         positions = torch.arange(ids.shape[1], device=ids.device)[None]
         unnameable = (~self.nameable[ids]).float()
-        if self.select == "prefix":
+        if self.select in ("prefix", "prune"):
             score = -positions - 1e6 * unnameable - 1e9 * (mask == 0).float()     # [B, T]
+            if self.select == "prune":
+                usable = (unnameable == 0) & (mask > 0)
+                window = usable & (usable.long().cumsum(1) <= math.ceil(n / self.keep_ratio))
+                surprise = features[..., 1].masked_fill(positions == 0, 1e4)
+                score = torch.where(window, 1e5 + surprise, score)                 # the window first, by surprise
             if ids.shape[1] < n:
                 score = torch.cat([score, score.new_full((len(ids), n - ids.shape[1]), -1e12)], 1)
                 ids = torch.cat([ids, ids.new_zeros(len(ids), n - ids.shape[1])], 1)
