@@ -143,6 +143,50 @@ def packet_share(config) -> dict:
             "within_quarter": sum(4 * packet <= b for b in context_bytes) / len(context_bytes)}
 
 
+def answer_regions(mechanism: str, tag: str = "") -> dict:
+    """F1 of each QA method split by where the gold answer starts in the context, in each receiver's own
+    tokens: inside the first M (what context_budget@M reads), inside what the packet covers beyond that
+    (up to M * tokens_per_slot / keep_ratio tokens), or later (neither reads it). Cached in
+    qa{tag}_regions.json beside the stage's json."""
+    from latentwire.config import load_config
+    from latentwire.data.loaders import load_examples
+    from latentwire.llm.loader import load_receiver
+
+    folder = RUNS / mechanism
+    done = folder / f"qa{tag}_regions.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    config = load_config(str(folder / f"qa{tag}" / "config.json"), [])
+    e = config.encoder
+    seen = e.M
+    covered = round(e.M * e.tokens_per_slot / (e.keep_ratio if e.select == "prune" else 1))
+    examples, _ = load_examples(config.data.source, config.data.path, config.data.split, config.data.n,
+                                config.data.seed, config.data.max_context_chars)
+    predictions = [json.loads(line) for line in
+                   (Path(config.eval.out_dir) / "predictions.jsonl").read_text().splitlines()]
+    regions: dict = {}
+    for spec in config.receivers:
+        tokenizer = load_receiver(spec.model, spec.name, spec.dtype).tokenizer
+        for example in examples:
+            starts = [example.context.find(a) for a in example.answers if example.context.find(a) >= 0]
+            if not starts:
+                regions[spec.name, example.id] = "answer not in context"
+                continue
+            offsets = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
+            position = sum(1 for begin, _ in offsets["offset_mapping"] if begin < min(starts))
+            regions[spec.name, example.id] = (f"tokens 0-{seen}" if position < seen else
+                                              f"tokens {seen}-{covered}" if position < covered else f"tokens {covered}+")
+    table: dict = {}
+    for p in predictions:
+        key = f"{p['receiver']}/{p['method']}/{regions[p['receiver'], p['id']]}"
+        n, total = table.get(key, (0, 0.0))
+        table[key] = (n + 1, total + p["f1"])
+    result = {"M": seen, "covered": covered,
+              "f1": {key: {"n": n, "f1": total / n} for key, (n, total) in sorted(table.items())}}
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def carry_over(config) -> None:
     """Write the reconstruction run's weights, unchanged (a QA-only mechanism: the untrained model's, its
     LoRA at zero), as a step-0 checkpoint of the QA config."""
@@ -232,6 +276,8 @@ def main() -> None:
                         help="config overrides for the QA stage only (e.g. encoder.M=32)")
     parser.add_argument("--n-qa", type=int, default=500)
     parser.add_argument("--qa-tag", default="", help="suffix of the QA stage's folder and json, to keep several")
+    parser.add_argument("--regions", metavar="MECHANISM[:TAG]", nargs="*", default=[],
+                        help="finished QA stages to split F1 by where the answer lies in the context")
     parser.add_argument("--merge", action="store_true")
     parser.add_argument("--runs", help="run folder (default runs/bench-collapse)")
     parser.add_argument("overrides", nargs="*", help="extra config overrides for every run")
@@ -239,6 +285,12 @@ def main() -> None:
     if args.runs:
         global RUNS
         RUNS = Path(args.runs)
+    for stage in args.regions:
+        mechanism, _, tag = stage.partition(":")
+        for key, value in answer_regions(mechanism, tag)["f1"].items():
+            print(f"{mechanism}{tag} {key}: n={value['n']} F1={value['f1']:.3f}")
+    if args.regions:
+        return
     if not args.merge:
         for mechanism in args.mechanisms:
             if mechanism not in QA_ONLY:
