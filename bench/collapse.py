@@ -182,9 +182,34 @@ def answer_regions(mechanism: str, tag: str = "") -> dict:
         n, total = table.get(key, (0, 0.0))
         table[key] = (n + 1, total + p["f1"])
     result = {"M": seen, "covered": covered,
-              "f1": {key: {"n": n, "f1": total / n} for key, (n, total) in sorted(table.items())}}
+              "f1": {key: {"n": n, "f1": total / n} for key, (n, total) in sorted(table.items())},
+              "latent_minus_budget": paired_difference(predictions)}
     done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def paired_difference(predictions: list[dict], draws: int = 2000) -> dict:
+    """Per receiver, latent F1 minus context_budget F1 over the same questions: the mean, its standard
+    error and a paired bootstrap 95% interval (seeded)."""
+    import random
+    import statistics
+
+    out = {}
+    for receiver in sorted({p["receiver"] for p in predictions}):
+        by_method: dict = {}
+        for p in predictions:
+            if p["receiver"] == receiver:
+                by_method.setdefault(p["method"], {})[p["id"]] = p["f1"]
+        latent, budget = by_method.get("latent", {}), by_method.get("context_budget", {})
+        diffs = [latent[i] - budget[i] for i in latent if i in budget]
+        if len(diffs) < 2:
+            continue
+        rng = random.Random(0)
+        means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(draws))
+        out[receiver] = {"n": len(diffs), "mean": statistics.fmean(diffs),
+                         "se": statistics.stdev(diffs) / len(diffs) ** 0.5,
+                         "ci95": [means[int(0.025 * draws)], means[int(0.975 * draws) - 1]]}
+    return out
 
 
 def carry_over(config) -> None:
@@ -216,8 +241,12 @@ def merge() -> list[dict]:
                          "bits_specific_per_packet_bit": measured["bits_specific_per_packet_bit"],
                          "f1": None, "token_budget_f1": None, "steps": result["steps"],
                          "sec_per_step": result["sec_per_step"], "commit": result.get("commit", commit)})
-        for path in sorted(folder.glob("qa*.json")):
+        for path in sorted(p for p in folder.glob("qa*.json") if not p.stem.endswith("_regions")):
             result = json.loads(path.read_text())
+            log = folder / path.stem / "log.jsonl"
+            timed = [json.loads(line).get("sec_per_step") for line in log.read_text().splitlines()] \
+                if log.exists() and result["steps"] > 0 else []
+            timed = [t for t in timed if t is not None]
             latent = [r for r in result["rows"] if r["method"] == "latent"]
             budget = {r["receiver"]: r["f1"] for r in result["rows"] if r["method"] == "context_budget"}
             for row in latent:
@@ -231,7 +260,7 @@ def merge() -> list[dict]:
                              "token_budget_f1": budget.get(row["receiver"]),
                              "packet_bytes": result.get("packet_bytes"),
                              "within_quarter": result.get("within_quarter"), "steps": result["steps"],
-                             "sec_per_step": None, "commit": row.get("code_commit") or commit})
+                             "sec_per_step": sum(timed) / len(timed) if timed else None, "commit": row.get("code_commit") or commit})
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "collapse.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
@@ -287,8 +316,12 @@ def main() -> None:
         RUNS = Path(args.runs)
     for stage in args.regions:
         mechanism, _, tag = stage.partition(":")
-        for key, value in answer_regions(mechanism, tag)["f1"].items():
+        result = answer_regions(mechanism, tag)
+        for key, value in result["f1"].items():
             print(f"{mechanism}{tag} {key}: n={value['n']} F1={value['f1']:.3f}")
+        for receiver, d in result["latent_minus_budget"].items():
+            print(f"{mechanism}{tag} {receiver} latent - context_budget F1: {d['mean']:+.3f} (se {d['se']:.3f}, "
+                  f"95% bootstrap {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f}, n={d['n']})")
     if args.regions:
         return
     if not args.merge:
