@@ -249,6 +249,9 @@ def merge() -> list[dict]:
             timed = [t for t in timed if t is not None]
             latent = [r for r in result["rows"] if r["method"] == "latent"]
             budget = {r["receiver"]: r["f1"] for r in result["rows"] if r["method"] == "context_budget"}
+            control = folder / path.stem / "eval_shuffled" / "rows.jsonl"   # a later eval.shuffled_f1 pass
+            shuffled = {r["receiver"]: r.get("f1_shuffled") for r in map(json.loads, control.read_text().splitlines())
+                        if r["method"] == "latent"} if control.exists() else {}
             for row in latent:
                 rows.append({"receiver": row["receiver"], "mechanism": result["mechanism"],
                              "objective": "qa_context_only", "n": row["n"], "M": result.get("M"),
@@ -256,7 +259,8 @@ def merge() -> list[dict]:
                              "bits": row["bits"], "wire_bytes": row["wire_bytes"], "text_bytes": row["text_bytes"],
                              "bits_specific": row.get("bits_specific"), "bits_prior": row.get("bits_prior"),
                              "bits_specific_per_packet_bit": None, "f1": row["f1"],
-                             "f1_shuffled": row.get("f1_shuffled"), "stage": path.stem,
+                             "f1_shuffled": row.get("f1_shuffled", shuffled.get(row["receiver"])),
+                             "stage": path.stem,
                              "token_budget_f1": budget.get(row["receiver"]),
                              "packet_bytes": result.get("packet_bytes"),
                              "within_quarter": result.get("within_quarter"), "steps": result["steps"],
