@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from latentwire.config import PromptConfig
@@ -83,9 +84,12 @@ class PromptBuilder:
         assistant turn's text, if that is a stop token, else EOS (None if the tokenizer has neither)."""
         tok = self.tokenizer
         if self.uses_chat_template:
-            rendered = tok.apply_chat_template(
-                [{"role": "system", "content": self.config.instruction}, {"role": "user", "content": "Q"},
-                 {"role": "assistant", "content": _SLOT}], tokenize=False)
+            try:
+                rendered = tok.apply_chat_template(
+                    [{"role": "system", "content": self.config.instruction}, {"role": "user", "content": "Q"},
+                     {"role": "assistant", "content": _SLOT}], tokenize=False)
+            except (TemplateError, ValueError):   # a template that renders no assistant turn: EOS
+                rendered = ""
             tail = self.encode(rendered.split(_SLOT, 1)[1]) if _SLOT in rendered else []
             if tail and tail[0] in self.stop_ids:
                 return tail[0]

@@ -88,3 +88,12 @@ def test_end_id_is_the_token_that_closes_an_assistant_turn():
     assert chat.tokenizer.convert_ids_to_tokens(chat.end_id) == "<|im_end|>" and chat.end_id in chat.stop_ids
     plain = PromptBuilder(tiny_tokenizer(chat=False), PromptConfig())
     assert plain.end_id == plain.tokenizer.eos_token_id
+
+
+def test_end_id_falls_back_to_eos_when_the_template_renders_no_assistant_turn():
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' %}{{ raise_exception('no') }}"
+                               "{% endif %}{{ m['content'] + '\n' }}{% endfor %}"
+                               "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}")
+    builder = PromptBuilder(tokenizer, PromptConfig())
+    assert builder.uses_chat_template and builder.end_id == tokenizer.eos_token_id
