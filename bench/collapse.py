@@ -55,8 +55,8 @@ MECHANISMS = {
 }
 QA_ONLY = {"token_prune+lora"}   # mechanisms whose QA stage starts from the untrained model
 COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_bytes", "text_bytes",
-           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "f1_shuffled", "token_budget_f1", "packet_bytes",
-           "within_quarter", "steps", "sec_per_step"]
+           "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "f1_shuffled", "token_budget_f1",
+           "packet_bytes", "within_quarter", "steps", "sec_per_step"]
 
 
 def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
@@ -168,7 +168,7 @@ def answer_regions(mechanism: str, tag: str = "") -> dict:
     for spec in config.receivers:
         tokenizer = load_receiver(spec.model, spec.name, spec.dtype).tokenizer
         for example in examples:
-            starts = [example.context.find(a) for a in example.answers if example.context.find(a) >= 0]
+            starts = [p for p in (example.context.find(a) for a in example.answers) if p >= 0]
             if not starts:
                 regions[spec.name, example.id] = "answer not in context"
                 continue
