@@ -175,7 +175,8 @@ def answer_regions(mechanism: str, tag: str = "") -> dict:
             offsets = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
             position = sum(1 for begin, _ in offsets["offset_mapping"] if begin < min(starts))
             regions[spec.name, example.id] = (f"tokens 0-{seen}" if position < seen else
-                                              f"tokens {seen}-{covered}" if position < covered else f"tokens {covered}+")
+                                              f"tokens {seen}-{covered}" if position < covered else
+                                              f"tokens {covered}+")
     table: dict = {}
     for p in predictions:
         key = f"{p['receiver']}/{p['method']}/{regions[p['receiver'], p['id']]}"
@@ -264,7 +265,8 @@ def merge() -> list[dict]:
                              "token_budget_f1": budget.get(row["receiver"]),
                              "packet_bytes": result.get("packet_bytes"),
                              "within_quarter": result.get("within_quarter"), "steps": result["steps"],
-                             "sec_per_step": sum(timed) / len(timed) if timed else None, "commit": row.get("code_commit") or commit})
+                             "sec_per_step": sum(timed) / len(timed) if timed else None,
+                             "commit": row.get("code_commit") or commit})
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "collapse.json").write_text(json.dumps(rows, indent=2) + "\n")
     return rows
