@@ -97,3 +97,18 @@ def test_end_id_falls_back_to_eos_when_the_template_renders_no_assistant_turn():
                                "{% if add_generation_prompt %}{{ 'A:' }}{% endif %}")
     builder = PromptBuilder(tokenizer, PromptConfig())
     assert builder.uses_chat_template and builder.end_id == tokenizer.eos_token_id
+
+
+def test_answer_end_without_an_end_token_is_refused_in_one_line():
+    from latentwire.config import LossConfig
+    from latentwire.data.examples import QAExample
+    from latentwire.train.features import build_items
+    tokenizer = tiny_tokenizer(chat=False)
+    tokenizer.eos_token = None
+    builder = PromptBuilder(tokenizer, PromptConfig(), "tiny-noeos")
+    assert builder.end_id is None
+    example = QAExample("q1", "What is the capital?", "Paris is the capital of France.", ("Paris",))
+    with pytest.raises(ValueError, match="tiny-noeos has no end-of-answer token") as info:
+        build_items([example], lambda q, c: None, {}, {"a": builder}, LossConfig(answer_end=True, kd_weight=0),
+                    progress=False)
+    assert "\n" not in str(info.value)
