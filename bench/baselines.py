@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 
 from latentwire.config import load_config
-from latentwire.eval.harness import agreement, evaluate
+from latentwire.eval.harness import evaluate
+from latentwire.eval.summary import agreement
 from latentwire.eval.report import markdown_table
+from latentwire.eval.schema import ROW_KEYS
+from latentwire.provenance import code_commit
 
 HERE = Path(__file__).parent
 RUNS = HERE.parent / "runs" / "bench-baselines"
-SCHEMA = ("receiver", "method", "M", "n", "em", "f1", "firsttok1", "firsttok5", "nll", "prompt_tokens",
-          "text_bytes", "text_bytes_zstd", "sec_per_example")
+SCHEMA = ROW_KEYS   # the base columns of a metrics row (latentwire/eval/schema.py)
 
 
 def run_receiver(name: str, overrides: list[str]) -> None:
@@ -36,8 +37,7 @@ def run_receiver(name: str, overrides: list[str]) -> None:
 def merge(fallback_commit: str | None = None) -> list[dict]:
     """Rows of every finished receiver; `commit` is the code that produced each row (rows written before
     rows carried it take `fallback_commit`)."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                          cwd=HERE).stdout.strip()
+    head = code_commit()
     rows = []
     for folder in sorted(RUNS.glob("*/")):
         for line in (folder / "rows.jsonl").read_text().splitlines():

@@ -8,15 +8,15 @@ context-only QA and compared with a context cut to the same number of receiver p
     python bench/collapse.py --qa --qa-steps 100 --n-qa 500   # + context-only QA (long on CPU)
     python bench/collapse.py --merge                       # only collect finished runs
 
-Runs go to runs/bench-collapse/<mechanism>/ (resumable: a finished stage is skipped, a killed
-training resumes). Prints a table, writes bench/results/collapse.json and bench/collapse_curves.png
-(bits_specific against training step, per receiver).
+The recipes are configs/collapse/*.yaml (base.yaml, a <mechanism>.yaml over it each, qa.yaml for the QA
+stage); the run folders and steps are set here. Runs go to runs/bench-collapse/<mechanism>/ (resumable: a
+finished stage is skipped, a killed training resumes). Prints a table, writes bench/results/collapse.json
+and bench/collapse_curves.png (bits_specific against training step, per receiver).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,35 +24,9 @@ from pathlib import Path
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 RUNS = ROOT / "runs" / "bench-collapse"
-BASE = ["encoder.M=8", "encoder.d_z=8", "wire.bits=4", "wire.group_size=32", "loss.objective=reconstruction",
-        "loss.span_tokens=64", "loss.kd_weight=0", "train.batch_size=8", "train.lr=0.001", "train.warmup=10",
-        "train.n_train=1000", "train.log_every=5", "train.save_every=20", "data.max_context_chars=4000"]
-MECHANISMS = {
-    "byte": ["encoder.kind=byte", "encoder.width=128", "encoder.layers=2"],
-    "embed_pca": ["encoder.kind=embed_pca"],
-    "embed_pca+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true"],
-    "embed_pca+shuffle": ["encoder.kind=embed_pca", "loss.shuffle_weight=0.1", "loss.shuffle_margin=16"],
-    "embed_pca_frozen+lora": ["encoder.kind=embed_pca", "features.lora.enabled=true",
-                              "train.freeze=[encoder,adapters]"],
-    # 16 slots x 4 dims: the same 64-byte packet as 8 x 8, twice the tokens named (15^4 int4 codes >= the
-    # ~37k shared word-like tokens of the default pair)
-    "token_code": ["encoder.kind=token_code", "encoder.M=16", "encoder.d_z=4"],
-    "token_code+lora": ["encoder.kind=token_code", "encoder.M=16", "encoder.d_z=4", "features.lora.enabled=true"],
-    # 20 slots in one int4 group: 24 B header + 2 B scale + 40 B codes + 4 B CRC = 70 B, the issue's packet
-    "token_code20+lora": ["encoder.kind=token_code", "encoder.M=20", "encoder.d_z=4", "wire.group_size=80",
-                          "features.lora.enabled=true"],
-    # for context-only QA: 32 receiver positions each reading two consecutive context tokens (the first 64
-    # tokens any vocabulary has), 2 x 4 int4 dims a slot: 24 + 2 + 128 + 4 = 158 B
-    "token_pairs+lora": ["encoder.kind=token_code", "encoder.select=prefix", "encoder.tokens_per_slot=2",
-                         "encoder.M=32", "encoder.d_z=8", "wire.group_size=256", "features.lora.enabled=true"],
-    # for context-only QA, no reconstruction stage (the receivers read real tokens, one a position): 40
-    # positions naming the 40 tokens the source LM found least predictable among the context's first 80,
-    # in order (LLMLingua's dropping of predictable tokens); 24 + 2 + 80 + 4 = 110 B
-    "token_prune+lora": ["encoder.kind=token_code", "encoder.select=prune", "encoder.keep_ratio=0.5",
-                         "encoder.M=40", "encoder.d_z=4", "wire.group_size=160", "features.lora.enabled=true"],
-    "embed_pca+lora+shuffle": ["encoder.kind=embed_pca", "features.lora.enabled=true", "loss.shuffle_weight=0.1",
-                               "loss.shuffle_margin=16"],
-}
+RECIPES = ROOT / "configs" / "collapse"   # base.yaml, qa.yaml (the QA stage), a <mechanism>.yaml each
+STAGES = ("base", "qa")
+MECHANISMS = sorted(p.stem for p in RECIPES.glob("*.yaml") if p.stem not in STAGES)
 QA_ONLY = {"token_prune+lora"}   # mechanisms whose QA stage starts from the untrained model
 COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_bytes", "text_bytes",
            "bits_specific", "bits_prior", "bits_specific_per_packet_bit", "f1", "f1_shuffled", "token_budget_f1",
@@ -60,24 +34,27 @@ COLUMNS = ["receiver", "mechanism", "objective", "n", "M", "d_z", "bits", "wire_
 
 
 def _config(mechanism: str, stage: str, steps: int, extra: list[str]):
+    """The config of `mechanism`'s stage (reconstruction, or qa<tag> over configs/collapse/qa.yaml), its
+    folders under RUNS; `extra` (the command line's overrides) wins."""
     from latentwire.config import load_config
     out = RUNS / mechanism / stage
-    overrides = BASE + MECHANISMS[mechanism] + [f"train.steps={steps}", f"train.out_dir={out}"]
+    files = [RECIPES / f"{mechanism}.yaml"]
+    overrides = [f"train.steps={steps}", f"train.out_dir={out}"]
     if stage.startswith("qa"):
+        files.append(RECIPES / "qa.yaml")
         start = [] if mechanism in QA_ONLY else [f"train.init_from={RUNS / mechanism / 'reconstruction'}"]
-        overrides += ["loss.objective=qa", "encoder.input=context", "loss.kd_weight=0.5", *start, f"checkpoint={out}",
-                      "eval.methods=[latent,context_budget]", "wire.eval_bits=[4]", "eval.joint=false",
-                      "eval.shuffled_f1=true", f"eval.out_dir={out / 'eval'}"]
-    return load_config(None, overrides + extra)   # the command line's overrides win
+        overrides += [*start, f"checkpoint={out}", f"eval.out_dir={out / 'eval'}"]
+    return load_config(files, overrides + extra)
 
 
 def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -> dict:
     """Train `mechanism` on reconstruction and measure it on validation spans (cached in result.json)."""
     from latentwire.data.loaders import load_examples
     from latentwire.eval.spans import span_shuffle_test
+    from latentwire.provenance import code_commit
     from latentwire.train.load import load_trained
     from latentwire.train.tasks import span_texts
-    from latentwire.train.trainer import make_builders, train
+    from latentwire.train.trainer import train
 
     done = RUNS / mechanism / "reconstruction.json"
     if done.exists():
@@ -87,17 +64,15 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
     checkpoint = train(config)
     seconds = time.perf_counter() - started
     receivers: dict = {}
-    system = load_trained(checkpoint, receivers)
-    builders = make_builders(config, receivers)   # not setup(): a second model would reset the receivers' LoRA
+    system = load_trained(checkpoint, receivers)   # the model's own builders: a second model would reset the LoRA
     examples, _ = load_examples(config.data.source, config.data.path, "validation", n_spans, 0,
                                 config.data.max_context_chars)
-    measured = span_shuffle_test(system, receivers, builders, examples)
+    measured = span_shuffle_test(system, receivers, system.builders, examples)
     first = next(iter(receivers.values())).tokenizer
     spans = [span_texts(e.context, first, config.loss.span_tokens, "reconstruction") for e in examples]
     text_bytes = [len(s[0].encode("utf-8")) for s in spans if s]
     log = [json.loads(line) for line in (Path(config.train.out_dir) / "log.jsonl").read_text().splitlines()]
     timed = [r["sec_per_step"] for r in log if "sec_per_step" in r]
-    from latentwire.eval.harness import code_commit
     result = {"mechanism": mechanism, "commit": code_commit(), "steps": steps, "train_seconds": seconds,
               "sec_per_step": sum(timed) / len(timed),
               "M": config.encoder.M, "d_z": config.encoder.d_z, "bits": config.wire.bits,
@@ -109,8 +84,8 @@ def reconstruction(mechanism: str, steps: int, n_spans: int, extra: list[str]) -
 
 def qa(mechanism: str, steps: int, n_qa: int, extra: list[str], tag: str = "") -> dict:
     """Fine-tune the reconstruction run on context-only QA (steps > 0) or carry its weights over as they
-    are (steps = 0: the same weights, the QA config's M); F1 of the latent and of the context cut to the
-    same number of receiver positions (M), on n_qa validation questions."""
+    are (steps = 0: the same weights, the QA config's M, written by train() as step 0); F1 of the latent and
+    of the context cut to the same number of receiver positions (M), on n_qa validation questions."""
     from latentwire.eval.harness import evaluate
     from latentwire.train.trainer import train
 
@@ -118,11 +93,12 @@ def qa(mechanism: str, steps: int, n_qa: int, extra: list[str], tag: str = "") -
     if done.exists():
         return json.loads(done.read_text())
     if not any(o.startswith("train.n_train=") for o in extra):   # each training question seen once
-        extra = extra + [f"train.n_train={max(steps, 1) * 8}"]      # (BASE's batch of 8)
+        extra = extra + [f"train.n_train={max(steps, 1) * 8}"]      # (base.yaml's batch of 8)
     config = _config(mechanism, f"qa{tag}", max(steps, 1), extra + [f"data.n={n_qa}"])
     config.eval.budgets = [config.encoder.M]   # the context cut to as many receiver positions as slots
+    config.train.steps = steps   # 0: train() writes the starting weights (after init_from) as checkpoint step 0
     started = time.perf_counter()
-    train(config) if steps > 0 else carry_over(config)
+    train(config)
     seconds = time.perf_counter() - started
     rows = evaluate(config)
     result = {"mechanism": mechanism, "steps": steps, "train_seconds": seconds, "M": config.encoder.M,
@@ -146,10 +122,12 @@ def packet_share(config) -> dict:
 def answer_regions(mechanism: str, tag: str = "") -> dict:
     """F1 of each QA method split by where the gold answer starts in the context, in each receiver's own
     tokens: inside the first M (what context_budget@M reads), inside what the packet covers beyond that
-    (up to M * tokens_per_slot / keep_ratio tokens), or later (neither reads it). Cached in
-    qa{tag}_regions.json beside the stage's json."""
+    (up to M * tokens_per_slot / keep_ratio tokens), or later (neither reads it); and the latent's paired
+    F1 difference with context_budget. Cached in qa{tag}_regions.json beside the stage's json."""
     from latentwire.config import load_config
     from latentwire.data.loaders import load_examples
+    from latentwire.eval.analysis import (answer_region, answer_token_position, paired_difference, region_f1,
+                                          tokens_covered)
     from latentwire.llm.loader import load_receiver
 
     folder = RUNS / mechanism
@@ -158,8 +136,7 @@ def answer_regions(mechanism: str, tag: str = "") -> dict:
         return json.loads(done.read_text())
     config = load_config(str(folder / f"qa{tag}" / "config.json"), [])
     e = config.encoder
-    seen = e.M
-    covered = round(e.M * e.tokens_per_slot / (e.keep_ratio if e.select == "prune" else 1))
+    seen, covered = e.M, tokens_covered(e.M, e.tokens_per_slot, e.select, e.keep_ratio)
     examples, _ = load_examples(config.data.source, config.data.path, config.data.split, config.data.n,
                                 config.data.seed, config.data.max_context_chars)
     predictions = [json.loads(line) for line in
@@ -168,68 +145,18 @@ def answer_regions(mechanism: str, tag: str = "") -> dict:
     for spec in config.receivers:
         tokenizer = load_receiver(spec.model, spec.name, spec.dtype).tokenizer
         for example in examples:
-            starts = [p for p in (example.context.find(a) for a in example.answers) if p >= 0]
-            if not starts:
-                regions[spec.name, example.id] = "answer not in context"
-                continue
-            offsets = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
-            position = sum(1 for begin, _ in offsets["offset_mapping"] if begin < min(starts))
-            regions[spec.name, example.id] = (f"tokens 0-{seen}" if position < seen else
-                                              f"tokens {seen}-{covered}" if position < covered else
-                                              f"tokens {covered}+")
-    table: dict = {}
-    for p in predictions:
-        key = f"{p['receiver']}/{p['method']}/{regions[p['receiver'], p['id']]}"
-        n, total = table.get(key, (0, 0.0))
-        table[key] = (n + 1, total + p["f1"])
-    result = {"M": seen, "covered": covered,
-              "f1": {key: {"n": n, "f1": total / n} for key, (n, total) in sorted(table.items())},
-              "latent_minus_budget": paired_difference(predictions)}
+            position = answer_token_position(tokenizer, example.context, example.answers)
+            regions[spec.name, example.id] = answer_region(position, seen, covered)
+    result = {"M": seen, "covered": covered, "f1": region_f1(predictions, regions),
+              "latent_minus_budget": paired_difference(predictions, "latent", "context_budget")}
     done.write_text(json.dumps(result, indent=2))
     return result
 
 
-def paired_difference(predictions: list[dict], draws: int = 2000) -> dict:
-    """Per receiver, latent F1 minus context_budget F1 over the same questions: the mean, its standard
-    error and a paired bootstrap 95% interval (seeded)."""
-    import random
-    import statistics
-
-    out = {}
-    for receiver in sorted({p["receiver"] for p in predictions}):
-        by_method: dict = {}
-        for p in predictions:
-            if p["receiver"] == receiver:
-                by_method.setdefault(p["method"], {})[p["id"]] = p["f1"]
-        latent, budget = by_method.get("latent", {}), by_method.get("context_budget", {})
-        diffs = [latent[i] - budget[i] for i in latent if i in budget]
-        if len(diffs) < 2:
-            continue
-        rng = random.Random(0)
-        means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(draws))
-        out[receiver] = {"n": len(diffs), "mean": statistics.fmean(diffs),
-                         "se": statistics.stdev(diffs) / len(diffs) ** 0.5,
-                         "ci95": [means[int(0.025 * draws)], means[int(0.975 * draws) - 1]]}
-    return out
-
-
-def carry_over(config) -> None:
-    """Write the reconstruction run's weights, unchanged (a QA-only mechanism: the untrained model's, its
-    LoRA at zero), as a step-0 checkpoint of the QA config."""
-    from latentwire.train.checkpoint import load_model_weights, save_checkpoint
-    from latentwire.train.load import resolve_checkpoint
-    from latentwire.train.trainer import setup
-
-    system, _, _ = setup(config)
-    if config.train.init_from:
-        load_model_weights(system, resolve_checkpoint(config.train.init_from))
-    save_checkpoint(Path(config.train.out_dir), 0, system, None,
-                    {"bad_steps": 0, "checkpoint_id": system.checkpoint_id().hex()}, config.to_dict())
-
-
 def merge() -> list[dict]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    """Rows of every finished stage under RUNS (reconstruction and QA), written to bench/results/collapse.json."""
+    from latentwire.provenance import code_commit
+    commit = code_commit()
     rows = []
     for folder in sorted(p for p in RUNS.glob("*") if p.is_dir()):
         done = folder / "reconstruction.json"

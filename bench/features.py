@@ -97,8 +97,8 @@ def time_one(name: str, steps: int) -> None:
 
 def merge() -> list[dict]:
     """Rows of every finished config (latent rows per receiver, plus the joint row)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    from latentwire.provenance import code_commit
+    commit = code_commit()
     rows = []
     for path in sorted(RUNS.glob("*/result.json"), key=lambda p: (p.parent.name != "none", len(p.parent.name))):
         result = json.loads(path.read_text())

@@ -13,10 +13,10 @@ from pathlib import Path
 from latentwire.config import load_config
 from latentwire.eval.harness import evaluate
 from latentwire.eval.report import markdown_table
+from latentwire.eval.schema import LATENT_KEYS
 
 HERE = Path(__file__).parent
-SCHEMA = ("receiver", "method", "M", "n", "em", "f1", "firsttok1", "firsttok5", "nll", "prompt_tokens",
-          "text_bytes", "text_bytes_zstd", "sec_per_example", "bits", "wire_bytes")
+SCHEMA = LATENT_KEYS   # the base columns plus bits and wire_bytes (latentwire/eval/schema.py)
 
 
 def main(overrides: list[str]) -> None:

@@ -3,7 +3,7 @@
     python bench/reliability.py                 # ~3 minutes on 2 CPU cores
     python bench/reliability.py --packets 20000 --kills 8
 
-Runs on tiny randomly initialised receivers (tests/tiny.py): what is measured is the machinery
+Runs on tiny randomly initialised receivers (latentwire/llm/tiny.py): what is measured is the machinery
 (decoder, checkpoint loading, resume, data loading), not model quality. Prints a table and writes
 bench/results/reliability.json. Every check must end with `failures` = 0 and `examples_lost` = 0.
 """
@@ -24,15 +24,15 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+from latentwire.data.loaders import load_jsonl, load_squad
+from latentwire.eval.report import plain_table
+from latentwire.provenance import code_commit
+from latentwire.train.checkpoint import CheckpointError, latest_checkpoint, read_tensors
+from latentwire.train.trainer import examples_trained
+from latentwire.wire import PacketError, decode_latent, encode_latent
+from latentwire.wire.packet import HEADER_SIZE
 
-from latentwire.data.loaders import load_jsonl, load_squad  # noqa: E402
-from latentwire.eval.report import plain_table  # noqa: E402
-from latentwire.train.checkpoint import CheckpointError, latest_checkpoint, read_tensors  # noqa: E402
-from latentwire.train.trainer import examples_trained  # noqa: E402
-from latentwire.wire import PacketError, decode_latent, encode_latent  # noqa: E402
-from latentwire.wire.packet import HEADER_SIZE  # noqa: E402
+HERE = Path(__file__).parent
 
 CHECKPOINT_ID = bytes(range(8))
 COLUMNS = ["check", "cases", "handled", "refused", "accepted_well_formed", "failures", "examples_lost", "examples_repeated", "max_ms", "peak_mib"]
@@ -110,7 +110,7 @@ def fuzz_packets(n: int, seed: int = 0) -> dict:
 
 
 def _tiny_models(root: Path) -> list[Path]:
-    from tiny import save_tiny_pair
+    from latentwire.llm.tiny import save_tiny_pair
     return save_tiny_pair(root)
 
 
@@ -121,7 +121,7 @@ def _train_args(models: list[Path], out: Path, steps: int) -> list[str]:
             "train.save_every=1", "train.log_every=1", f"train.out_dir={out}"]
 
 
-KILL_IN_SAVE = str(Path(__file__).resolve().parents[1] / "tests" / "kill_in_save.py")
+KILL_IN_SAVE = ["-m", "latentwire.train.kill_in_save"]   # the CLI, killed inside a checkpoint write
 
 
 def kill_resume(models: list[Path], root: Path, kills: int, steps: int, seed: int = 0) -> dict:
@@ -140,7 +140,7 @@ def kill_resume(models: list[Path], root: Path, kills: int, steps: int, seed: in
             break
         if cycle % 2:   # inside a checkpoint write: after the model file, before the optimizer file
             write = 2 * rng.randint(1, max(1, steps - done - 1)) + 1
-            subprocess.run([sys.executable, KILL_IN_SAVE] + _train_args(models, killed, steps),
+            subprocess.run([sys.executable, *KILL_IN_SAVE] + _train_args(models, killed, steps),
                            env={**env, "DIE_AT_WRITE": str(write)}, capture_output=True)
             moments.append(f"in write {write}")
         else:           # at a random moment of a step, once a checkpoint or two have been written
@@ -247,8 +247,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--steps", type=int, default=12)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = code_commit()
     rows = [fuzz_packets(args.packets)]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -11,10 +11,11 @@ receivers=smollm2-135m,qwen2.5-coder-0.5b (an offline name, a Hugging Face id or
 
 def _eval(args: argparse.Namespace) -> int:
     from latentwire.config import load_config
+
+    config = load_config(args.config, args.overrides)  # bad input fails before the heavy imports
     from latentwire.eval.harness import evaluate
     from latentwire.eval.report import markdown_table
 
-    config = load_config(args.config, args.overrides)
     rows = evaluate(config, progress=not args.quiet)
     print(markdown_table(rows))
     print(f"\nwrote {config.eval.out_dir}/metrics.json, predictions.jsonl, results.md")
@@ -23,9 +24,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from latentwire.config import load_config
+
+    config = load_config(args.config, args.overrides)  # bad input fails before the heavy imports
     from latentwire.train.trainer import run_summary, train
 
-    config = load_config(args.config, args.overrides)
     checkpoint = train(config, progress=not args.quiet)
     print(run_summary(config.train.out_dir))
     print(f"trained {config.train.steps} steps; newest checkpoint: {checkpoint}")

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be applied."""
+from latentwire.errors import ConfigError
+from latentwire.train.tasks import TASKS
 
 
 @dataclass
@@ -164,8 +165,8 @@ class LossConfig:
     shuffle_margin: float = 8.0
     """The gap in bits below which the hinge acts."""
     objective: str = "qa"
-    """qa (answer tokens), reconstruction (the receiver regenerates a span of the context from the latent)
-    or continuation (the latent of one span, the next span as target): see latentwire/train/tasks.py."""
+    """A task of latentwire.train.tasks.TASKS: qa (answer tokens), reconstruction (the receiver regenerates a
+    span of the context from the latent) or continuation (the latent of one span, the next span as target)."""
     span_tokens: int = 64
     """Span length for reconstruction / continuation, in tokens of the first receiver."""
 
@@ -313,10 +314,11 @@ def config_problems(config: Config) -> list[str]:
             problems.append("features.latent_adapters.layers must be >= 0")
     if f.coprocessor.enabled and (f.coprocessor.entries < 1 or f.coprocessor.width < 8):
         problems.append("features.coprocessor.enabled needs coprocessor.entries >= 1 and width >= 8")
-    if config.loss.objective not in ("qa", "reconstruction", "continuation"):
-        problems.append(f"loss.objective must be qa, reconstruction or continuation, got {config.loss.objective!r}")
-    elif config.loss.objective != "qa" and config.loss.span_tokens < 2:
-        problems.append("loss.span_tokens must be >= 2")
+    task = TASKS.get(config.loss.objective)
+    if task is None:
+        problems.append(f"loss.objective must be one of {', '.join(TASKS)}, got {config.loss.objective!r}")
+    else:
+        problems += task.problems(config)
     if config.encoder.input not in ("prompt", "context"):
         problems.append(f"encoder.input must be prompt or context, got {config.encoder.input!r}")
     e = config.encoder
@@ -331,6 +333,71 @@ def config_problems(config: Config) -> list[str]:
         problems.append("encoder.tokens_per_slot and encoder.select apply to encoder.kind=token_code only")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
+    problems += value_problems(config)
+    return problems
+
+
+_MINIMUMS = {
+    "data.n": 0, "data.max_context_chars": 1,
+    "eval.budgets": 1, "eval.batch_size": 1, "eval.max_new_tokens": 1, "eval.threads": 0,
+    "encoder.M": 1, "encoder.d_z": 1, "encoder.width": 1, "encoder.layers": 1, "encoder.heads": 1,
+    "encoder.max_input": 1, "encoder.private_slots": 0,
+    "loss.K": 1, "loss.kd_top_k": 1, "loss.first_token_weight": 0, "loss.ce_weight": 0, "loss.kd_weight": 0,
+    "loss.shuffle_weight": 0,
+    "train.steps": 0, "train.batch_size": 1, "train.grad_accum": 1, "train.lr": 0, "train.warmup": 0,
+    "train.weight_decay": 0, "train.n_train": 0, "train.log_every": 1, "train.save_every": 1,
+    "train.max_bad_steps": 0,
+}
+"""Smallest allowed value of each numeric field (of every entry, for a list)."""
+_POSITIVE = ("loss.kd_tau", "train.clip")
+"""Float fields that must be > 0."""
+RECEIVER_DTYPES = ("float32", "bfloat16", "float16")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+def value_problems(config: Config) -> list[str]:
+    """Why single values of `config` cannot work: numbers out of range, unknown bit widths or dtypes, receivers."""
+    from latentwire.wire.quantize import BIT_WIDTHS, MAX_GROUP_SIZE
+
+    problems = []
+    for name, minimum in [*_MINIMUMS.items(), *((name, None) for name in _POSITIVE)]:
+        section, key = name.split(".")
+        value = getattr(getattr(config, section), key)
+        values = value if isinstance(value, list) else [value]
+        if any(v <= 0 if minimum is None else v < minimum for v in values):
+            rule = "> 0" if minimum is None else f">= {minimum}"
+            problems.append(f"{name} must be {rule}{' (every entry)' if isinstance(value, list) else ''}, "
+                            f"got {value}")
+    if config.encoder.heads >= 1 and config.encoder.width % config.encoder.heads:
+        problems.append(f"encoder.width={config.encoder.width} must be a multiple of "
+                        f"encoder.heads={config.encoder.heads}")
+    for name, value in (("wire.bits", config.wire.bits), ("wire.eval_bits", config.wire.eval_bits)):
+        if any(bits not in BIT_WIDTHS for bits in (value if isinstance(value, list) else [value])):
+            problems.append(f"{name} must be one of {', '.join(map(str, BIT_WIDTHS))}, got {value}")
+    if not 1 <= config.wire.group_size <= MAX_GROUP_SIZE:
+        problems.append(f"wire.group_size must be in 1..{MAX_GROUP_SIZE}, got {config.wire.group_size}")
+    if config.train.mixed_precision not in MIXED_PRECISION:
+        problems.append(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
+                        f"got {config.train.mixed_precision!r}")
+    return problems + _receiver_problems(config.receivers)
+
+
+def _receiver_problems(receivers: list[ReceiverConfig]) -> list[str]:
+    """At least one receiver, each with a model, a known dtype and a name no other receiver has."""
+    if not receivers:
+        return ["receivers must name at least one receiver (an offline name, a Hugging Face id or a local dir)"]
+    problems, names = [], [r.name for r in receivers]
+    for i, receiver in enumerate(receivers):
+        if not receiver.name or not receiver.model:
+            problems.append(f"receivers[{i}] needs a non-empty name and model, got {receiver.name!r}, "
+                            f"{receiver.model!r}")
+        if receiver.dtype not in RECEIVER_DTYPES:
+            problems.append(f"receivers[{i}].dtype must be one of {', '.join(RECEIVER_DTYPES)}, "
+                            f"got {receiver.dtype!r}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        problems.append(f"receivers must have distinct names; {twice} appear more than once "
+                        f"(give each a name, e.g. a YAML list of {{name, model}})")
     return problems
 
 
@@ -359,14 +426,30 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if hint in (int, float):
+    if hint is int:
+        return _to_int(value, where)
+    if hint is float:
         try:
-            return hint(value)
+            number = float(value) if not isinstance(value, bool) else math.nan
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+            number = math.nan
+        if math.isnan(number):
+            raise ConfigError(f"{where}: expected float (a number), got {value!r}")
+        return number
     if hint is str:
         return "" if value is None else str(value)
     return value
+
+
+def _to_int(value: Any, where: str) -> int:
+    """An int field's value: an int, an integer-valued float (3.0) or string ("3"); never a bool or 1.5."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    raise ConfigError(f"{where}: expected int (a whole number), got {value!r}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -407,16 +490,43 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- YAML file at `path` <- dotted `overrides`; unknown keys raise ConfigError."""
+def read_config_file(path: str | Path, _within: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The values of YAML config file `path`, over those of its `base:` files (a path relative to the file's
+    folder, or a list of them applied in order), recursively. A file that is its own base, directly or not,
+    raises ConfigError naming the files of the cycle; so does a base that cannot be read, naming it."""
+    path = Path(path)
+    where = f"config {path}" + (f" (base of {_within[-1]})" if _within else "")
+    if path.resolve() in _within:
+        raise ConfigError(f"config base cycle: {' -> '.join(map(str, (*_within, path.resolve())))}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"cannot read {where}: not UTF-8 text (byte {error.object[error.start]:#04x} "
+                          f"at offset {error.start}); expected a YAML file") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read {where}: {str(error).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{where} must be a mapping at the top level")
+    bases = loaded.pop("base", None)
+    bases = [] if bases is None else [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{where}: base must be a path or a list of paths, got {bases!r}")
+    values: dict[str, Any] = {}
+    for base in bases:
+        values = _merge(values, read_config_file(path.parent / base, (*_within, path.resolve())))
+    return _merge(values, loaded)
+
+
+def load_config(path: str | Path | list | tuple | None = None,
+                overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- YAML file at `path` <- dotted `overrides`; unknown keys raise ConfigError.
+
+    A file may start from other files: a top-level `base:` names one (relative to the file's folder) or a
+    list of them, whose values the file overrides (see read_config_file). `path` may also be a list of
+    files, applied in order (later ones win), e.g. a recipe and then a stage of it."""
     values = dataclasses.asdict(Config())
-    if path:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read config {path}: {str(error).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a mapping at the top level")
+    for file in [] if not path else [path] if isinstance(path, (str, Path)) else path:
+        loaded = read_config_file(file)
         if "receivers" in loaded:  # a list replaces the default list whole
             values["receivers"] = []
         values = _merge(values, loaded)

@@ -1,11 +1,40 @@
-"""The errors a user can cause; the CLI prints each as one line."""
-from latentwire.config import ConfigError
-from latentwire.data.loaders import DataError
-from latentwire.llm.offline import OfflineModelError
-from latentwire.prompt import AlignmentError, PromptError
-from latentwire.train.checkpoint import CheckpointError
-from latentwire.train.trainer import TrainingError
-from latentwire.wire import PacketError
+"""Every error a user can cause, in one place with no dependencies; the CLI prints each as one line.
+
+Modules raise these; they never define their own exception classes.
+"""
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+class DataError(ValueError):
+    """A dataset file that cannot be read at all (bad rows are skipped and counted instead)."""
+
+
+class OfflineModelError(RuntimeError):
+    """An offline receiver that cannot be found, assembled or verified."""
+
+
+class AlignmentError(ValueError):
+    """The prompt's tokens are not a prefix of the prompt+answer tokens (t=0 misalignment)."""
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be built (bad policy, double BOS, empty content)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, tampered with or made by another configuration."""
+
+
+class PacketError(ValueError):
+    """A byte string that is not a valid LatentWire packet."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (too many non-finite steps, no usable data)."""
+
 
 USER_ERRORS = (ConfigError, DataError, OfflineModelError, AlignmentError, PromptError, CheckpointError,
                PacketError, TrainingError, ValueError, OSError)

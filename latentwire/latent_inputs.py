@@ -1,9 +1,13 @@
 """How a receiver reads a latent: [prefix tokens] + latent embeddings [+ text after it] + [anchor tokens]
 (+ answer tokens). The text after the latent is the question in context-only mode (encoder.input).
 
-The same assembly serves training (teacher-forced, answer appended) and evaluation (generation).
+`reading` is the one place where the enabled receiver features act on a receiver reading a latent;
+training (`answer_logits`), generation, the shuffled-latent tests and evaluation all go through it.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -41,27 +45,45 @@ def latent_prompt_batch(receiver: Receiver, builder: PromptBuilder, latent: torc
     return embeds, mask
 
 
-def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor,
-                  targets: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                  after: list[list[int]] | None = None) -> torch.Tensor:
+@contextmanager
+def reading(receiver: Receiver, features, latent: torch.Tensor, inputs: dict) -> Iterator[dict]:
+    """Model keyword arguments for receiver `receiver` reading latent [B, M, d_model] (M may be 0) in a
+    prompt given by `inputs` (inputs_embeds or input_ids [B, T], optionally attention_mask [B, T] and
+    position_ids), with the enabled receiver `features` (a ReceiverFeatures, or None) applied: their
+    key/value entries go into a cache placed before the prompt (mask and positions extended over them) and
+    their other effects (LoRA, hooks) are active for as long as the block runs: prefill, decoding, scoring."""
+    if features is None:
+        yield dict(inputs)
+        return
+    with features.reading(receiver.name, latent):
+        kv = features.kv_entries(receiver.name, latent)
+        if kv is None:
+            yield dict(inputs)
+            return
+        first = inputs.get("input_ids", inputs.get("inputs_embeds"))
+        mask = inputs.get("attention_mask")
+        mask = torch.ones(first.shape[:2], dtype=torch.long, device=first.device) if mask is None else mask
+        full, positions = mask_after_entries(mask, kv[0][0].shape[2])
+        yield {**inputs, "attention_mask": full, "position_ids": positions, "use_cache": True,
+               **cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv))}
+
+
+def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor, targets: torch.Tensor,
+                  features=None, after: list[list[int]] | None = None) -> torch.Tensor:
     """Teacher-forced logits [B, K, V] for the K answer targets [B, K] given latent [B, M, d_model].
 
     Logit k predicts targets[:, k]: position 0 is read after the anchor (t=0), the others after
-    answer tokens 0..K-2. Only these K positions go through the LM head. `kv` (per layer: keys,
-    values [B, kv_heads, P, head_dim]) are cache entries placed before the prompt (receiver features);
-    `after` are per-example ids placed between the latent and the anchor (context-only mode).
+    answer tokens 0..K-2. Only these K positions go through the LM head. `features` (a
+    ReceiverFeatures, or None) act through `reading`; `after` are per-example ids placed between the
+    latent and the anchor (context-only mode).
     """
     K = targets.shape[1]
-    if kv is None and not (after and any(after)):   # the plain path: no padding, no cache
-        prompt = latent_prompt_embeds(receiver, builder, latent)
-        inputs = torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)
-        keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
-        return receiver.model(inputs_embeds=inputs, logits_to_keep=keep, use_cache=False).logits
+    padded = bool(after and any(after))
     prompt, mask = latent_prompt_batch(receiver, builder, latent, after)
-    inputs = torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)
-    mask = torch.cat([mask, mask.new_ones(mask.shape[0], K - 1)], dim=1)
+    inputs = {"inputs_embeds": torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)}
+    if padded:   # rows of different lengths: the mask and positions say where each one starts
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], K - 1)], dim=1)
+        inputs.update(attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
-    full, positions = mask_after_entries(mask, kv[0][0].shape[2] if kv is not None else 0)
-    extra = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv)) if kv is not None else {}
-    return receiver.model(inputs_embeds=inputs, attention_mask=full, position_ids=positions, logits_to_keep=keep,
-                          use_cache=kv is not None, **extra).logits
+    with reading(receiver, features, latent, inputs) as kwargs:
+        return receiver.model(**{"use_cache": False, **kwargs}, logits_to_keep=keep).logits

@@ -17,11 +17,6 @@ def k_token_ce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
     return (token_ce * weights).sum() / weights.sum()
 
 
-def first_token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """CE of the first answer token alone: logits [B, K, V], targets [B, K] -> scalar."""
-    return F.cross_entropy(logits[:, 0].float(), targets[:, 0])
-
-
 def kd_kl(student_logits: torch.Tensor, teacher_top_ids: torch.Tensor, teacher_top_logits: torch.Tensor,
           mask: torch.Tensor, tau: float) -> torch.Tensor:
     """KL(teacher || student) at temperature tau, times tau^2, over masked positions.

@@ -8,22 +8,18 @@ training targets) uses the same segments and the same BOS policy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
-from latentwire.config import PromptConfig
+from latentwire.errors import AlignmentError, PromptError
+
+if TYPE_CHECKING:   # the config is read here, never imported: config -> tasks -> prompt
+    from latentwire.config import PromptConfig
 
 _SLOT = "\u0000CONTENT\u0000"
 BOS_POLICIES = ("model", "always", "never")
-
-
-class AlignmentError(ValueError):
-    """The prompt's tokens are not a prefix of the prompt+answer tokens (t=0 misalignment)."""
-
-
-class PromptError(ValueError):
-    """A prompt that cannot be built (bad policy, double BOS, empty content)."""
 
 
 def format_content(question: str, context: str) -> str:

@@ -33,3 +33,7 @@ def summarize(own: torch.Tensor, shuffled: torch.Tensor, none: torch.Tensor) -> 
 def rolled(batch: torch.Tensor) -> torch.Tensor:
     """Each example paired with the next one's latent: [B, ...] rolled by one along the batch."""
     return torch.roll(batch, shifts=1, dims=0)
+
+
+CONDITIONS = {"own": lambda latent: latent, "shuffled": rolled, "none": lambda latent: latent[:, :0]}
+"""The latent [B, M, d] each example is read with under each condition of the test (none: M = 0)."""

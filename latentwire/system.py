@@ -1,53 +1,54 @@
-"""The LatentWire model: encoder -> latent Z -> (wire) -> per-receiver adapter -> receiver embeddings.
+"""The LatentWire model: encoder -> latent Z -> (wire) -> per-receiver adapter -> frozen receiver.
 
-Only the encoder and the adapters are trainable; receivers are frozen and addressed by name.
+Only the encoder, the adapters and the receiver features are trainable; receivers are frozen,
+addressed by name and not saved (the LoRA weights inside them are).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
+from dataclasses import replace
 
 import torch
+from accelerate.utils import set_seed
 from torch import nn
 
-from latentwire.adapters import Adapter, embedding_rms
+from latentwire.adapters import build_adapters
 from latentwire.config import Config
 from latentwire.data.examples import MAX_FIELD_CHARS
-from latentwire.encoders import build_encoder
+from latentwire.encoders import ENCODERS, build_encoder
 from latentwire.encoders.blocks import pad_features
+from latentwire.eval.generation import greedy_decode
+from latentwire.eval.methods import PromptInput
 from latentwire.features import ReceiverFeatures
-from latentwire.llm.loader import Receiver
-from latentwire.prompt import split_content
+from latentwire.latent_inputs import answer_logits, latent_prompt_batch
+from latentwire.llm.loader import Receiver, load_receiver
+from latentwire.prompt import PromptBuilder, split_content
+from latentwire.shuffle_test import CONDITIONS
+from latentwire.train.tasks import task_of
 from latentwire.wire import decode_latent, encode_latent, fake_quantize
 
 
 class LatentWire(nn.Module):
-    """Encoder plus one adapter per receiver (plus the enabled receiver features, config.features);
-    `receivers` maps name -> frozen Receiver (not saved; LoRA weights inside them are)."""
+    """Encoder plus one adapter per receiver plus the enabled receiver features (config.features).
+
+    `receivers` maps name -> frozen Receiver; the model keeps them (`.receivers`, not submodules) with a
+    prompt builder each for its task (`.builders`)."""
 
     def __init__(self, config: Config, receivers: dict[str, Receiver], source: Receiver | None = None):
         super().__init__()
         enc = config.encoder
-        self.config = config
+        self.config, self.task = config, task_of(config)
         self.receiver_names = [r.name for r in config.receivers]
         missing = [n for n in self.receiver_names if n not in receivers]
         if missing:
             raise ValueError(f"LatentWire needs loaded receivers {missing}")
+        self.receivers = {n: receivers[n] for n in self.receiver_names}
+        self.builders = {n: PromptBuilder(r.tokenizer, self.task.prompt(config), n) for n, r in self.receivers.items()}
         self.total_slots = enc.M + enc.private_slots * len(self.receiver_names)
-        self.encoder = build_encoder(_with_slots(enc, self.total_slots), source)
-        warm = hasattr(self.encoder, "warm_start_map")   # an encoder that starts in embedding space
-        target_rms = {name: embedding_rms(receivers[name].model.get_input_embeddings().weight)
-                      for name in self.receiver_names}
-        if hasattr(self.encoder, "build_adapters"):       # an encoder that brings its own decoders
-            self.adapters = self.encoder.build_adapters({n: receivers[n] for n in self.receiver_names}, target_rms)
-        else:
-            self.adapters = nn.ModuleDict({
-                name: Adapter(enc.d_z, receivers[name].model.config.hidden_size, target_rms[name],
-                              linear_skip=warm)
-                for name in self.receiver_names})
-        if warm:
-            for name in self.receiver_names:
-                self.adapters[name].warm_start_(*self.encoder.warm_start_map(receivers[name]))
-        self.features = ReceiverFeatures(config.features, {n: receivers[n] for n in self.receiver_names})
+        self.encoder = build_encoder(replace(enc, M=self.total_slots), source)
+        self.adapters = build_adapters(self.encoder.adapter, enc.d_z, self.receivers, self.encoder.link(self.receivers))
+        self.features = ReceiverFeatures(config.features, self.receivers)
 
     def slots_of(self, name: str) -> list[int]:
         """Latent slot indices receiver `name` reads: the shared M, then its private block."""
@@ -83,17 +84,36 @@ class LatentWire(nn.Module):
         z = self.encoder(batch, mask)
         return fake_quantize(z, bits or self.config.wire.bits, self.config.wire.group_size)
 
-    def forward(self, features: list[torch.Tensor], bits: int | None = None) -> dict[str, torch.Tensor]:
-        """Training forward: one latent, every receiver's calibrated embeddings {name: [B, M_r, d_model]}.
-
-        The whole trainable path runs here so that a DDP wrapper (accelerate) sees it.
-        """
-        z = self.latent(features, bits)
-        return {name: self.receiver_embeds(name, z) for name in self.receiver_names}
-
     def receiver_embeds(self, name: str, z: torch.Tensor) -> torch.Tensor:
         """Z [B, slots, d_z] -> receiver `name`'s calibrated input embeddings [B, M_r, d_model]."""
         return self.adapters[name](z[:, self.slots_of(name)])
+
+    def embeds(self, features: list[torch.Tensor], bits: int | None = None) -> dict[str, torch.Tensor]:
+        """One latent, every receiver's calibrated embeddings {name: [B, M_r, d_model]}."""
+        z = self.latent(features, bits)
+        return {name: self.receiver_embeds(name, z) for name in self.receiver_names}
+
+    def forward(self, features: list[torch.Tensor], targets: dict[str, torch.Tensor],
+                after: dict[str, list[list[int]]], conditions: tuple[str, ...] = ("own",),
+                bits: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """Training forward: per-example features -> one latent Z -> each receiver's adapter -> that frozen
+        receiver reading it (prefix + latent + the ids `after[name]` + answer, receiver features on) ->
+        logits [B, K, V] at the K targets `targets[name]` [B, K]: {name: {condition: logits}}.
+
+        Conditions (latentwire.shuffle_test): own (each example reads its own latent), shuffled (example i
+        reads example i-1's), none (no latent). The whole trainable path runs here, for DDP (accelerate).
+        """
+        z = self.latent(features, bits)
+        out = {}
+        for name in self.receiver_names:
+            embeds = self.receiver_embeds(name, z).to(self.receivers[name].device)
+            out[name] = {condition: self.read(name, CONDITIONS[condition](embeds), targets[name], after[name])
+                         for condition in conditions}
+        return out
+
+    def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]]) -> torch.Tensor:
+        """Receiver `name` reading latent embeds [B, M, d_model] (M may be 0): logits [B, K, V] at targets [B, K]."""
+        return answer_logits(self.receivers[name], self.builders[name], embeds, targets, self.features, after)
 
     @property
     def device(self) -> torch.device:
@@ -122,22 +142,13 @@ class LatentWire(nn.Module):
                              f"{(self.total_slots, self.config.encoder.d_z)}")
         return z.to(self.device)
 
-    def attach(self, receivers: dict[str, Receiver], builders: dict) -> None:
-        """Give the model its loaded receivers and prompt builders (by name), so that it can `answer`."""
-        self._serving = (receivers, builders)
-
     @torch.no_grad()
     def answer(self, packet: bytes, receiver: str, question: str = "", max_new_tokens: int = 16) -> str:
         """Receiver side: a packet (+ the question as text, for context-only packets) -> receiver
         `receiver`'s greedy answer (text, cut at its first newline)."""
-        from latentwire.eval.generation import greedy_decode
-        from latentwire.eval.methods import PromptInput
-        from latentwire.latent_inputs import latent_prompt_batch
-
-        receivers, builders = getattr(self, "_serving", ({}, {}))
-        if receiver not in receivers:
-            raise ValueError(f"no receiver {receiver!r} attached; this model serves {sorted(receivers)}")
-        reader, builder = receivers[receiver], builders[receiver]
+        if receiver not in self.receivers:
+            raise ValueError(f"no receiver {receiver!r}; this model serves {sorted(self.receivers)}")
+        reader, builder = self.receivers[receiver], self.builders[receiver]
         z = self.decode(packet)
         embeds = self.receiver_embeds(receiver, z[None]).to(reader.device, reader.model.dtype)
         after = builder.encode(f"\nQuestion: {question}") if question else []
@@ -155,6 +166,25 @@ class LatentWire(nn.Module):
         return self._cached_id
 
 
-def _with_slots(encoder_config, slots: int):
-    from dataclasses import replace
-    return replace(encoder_config, M=slots)
+def build_system(config: Config, receivers: dict[str, Receiver] | None = None,
+                 device: torch.device | None = None) -> LatentWire:
+    """The untrained LatentWire model of `config`; receivers (by name) missing from `receivers` are loaded,
+    and the frozen source LM of an encoder that reads one is found among them or loaded."""
+    loaded = dict(receivers or {})
+    for spec in config.receivers:
+        if spec.name not in loaded:
+            loaded[spec.name] = load_receiver(spec.model, spec.name, spec.dtype)
+    if device is not None:
+        for receiver in loaded.values():
+            receiver.model.to(device)
+    source = None
+    kind = ENCODERS.get(config.encoder.kind)         # an unknown kind is refused by build_encoder
+    if kind is not None and kind.needs_source:       # the encoder reads a frozen source LM
+        source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None)
+        if source is not None and config.features.lora.enabled:
+            source = copy.deepcopy(source)   # LoRA goes into the receivers; the encoder reads the plain model
+        source = source or load_receiver(config.encoder.source_model, "source")
+        if device is not None:
+            source.model.to(device)
+    set_seed(config.train.seed)
+    return LatentWire(config, {s.name: loaded[s.name] for s in config.receivers}, source)

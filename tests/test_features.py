@@ -1,4 +1,6 @@
 """Receiver features (LoRA, deep prefix, latent adapters, coprocessor) on tiny llama / qwen2 / gemma3."""
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -14,7 +16,8 @@ from latentwire.prompt import PromptBuilder
 from latentwire.train.features import build_items, teacher_top_k
 from latentwire.train.load import load_trained
 from latentwire.train.objective import batch_loss
-from latentwire.train.trainer import setup, train
+from latentwire.system import build_system
+from latentwire.train.trainer import train
 from tiny import tiny_receiver
 
 ARCHS = ["llama", "qwen2", "gemma3"]
@@ -40,7 +43,8 @@ def _config(tmp_path, feature, *extra):
 
 def _system(tmp_path, arch, feature):
     receivers = _receivers(arch)
-    system, receivers, builders = setup(_config(tmp_path, feature), receivers)
+    system = build_system(_config(tmp_path, feature), receivers)
+    receivers, builders = system.receivers, system.builders
     return system, receivers["a"], builders["a"]
 
 
@@ -58,11 +62,9 @@ def _items(system, receiver, builder, config_loss):
 
 
 def _logits(system, receiver, builder, items):
-    embeds = system([i.features for i in items])["a"]
+    embeds = system.embeds([i.features for i in items])["a"]
     targets = torch.tensor([i.targets["a"][:2] for i in items])
-    features = system.features
-    with features.reading("a", embeds):
-        return answer_logits(receiver, builder, embeds, targets, features.kv_entries("a", embeds)), embeds
+    return answer_logits(receiver, builder, embeds, targets, system.features), embeds
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -91,7 +93,7 @@ def test_feature_shapes_gradients_and_t0_consistency(tmp_path, arch, feature):
     torch.testing.assert_close(decoded.first_logits, logits[:, 0].float(), rtol=1e-4, atol=1e-4)
     # gradients reach the feature and the latent path, nothing of the frozen receiver
     system.zero_grad()
-    loss, _ = batch_loss(system, {"a": receiver}, {"a": builder}, items[:2], system.config.loss)
+    loss, _ = batch_loss(system, items[:2], system.config.loss)
     loss.backward()
     assert all(p.grad is not None for p in system.features.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.encoder.parameters())
@@ -118,9 +120,23 @@ def test_kv_features_keep_the_latent_prefix(tmp_path, feature):
     _randomize(system.features)
     embeds = torch.randn(2, 3, receiver.model.config.hidden_size) * 0.1
     targets = torch.tensor([[5, 6], [7, 8]])
-    kv = system.features.kv_entries("a", embeds)
-    changed = answer_logits(receiver, builder, embeds * 2, targets, kv)
-    assert not torch.allclose(changed, answer_logits(receiver, builder, embeds, targets, kv), atol=1e-5)
+    fixed = _FixedEntries(system.features.kv_entries("a", embeds))   # the same entries whatever latent is read
+    changed = answer_logits(receiver, builder, embeds * 2, targets, fixed)
+    assert not torch.allclose(changed, answer_logits(receiver, builder, embeds, targets, fixed), atol=1e-5)
+
+
+class _FixedEntries:
+    """Receiver features that add the same cache entries `kv` whatever latent the receiver reads."""
+
+    def __init__(self, kv):
+        self.kv = kv
+
+    def kv_entries(self, receiver, latent):
+        return self.kv
+
+    @contextmanager
+    def reading(self, receiver, latent):
+        yield
 
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))
@@ -155,7 +171,8 @@ def test_text_teacher_and_text_baseline_are_unchanged_by_lora(tmp_path):
     for (ids, logits), (ref_ids, ref_logits) in zip(got, want):
         assert torch.equal(ids, ref_ids)
         torch.testing.assert_close(logits, ref_logits)
-    lora_on = teacher_top_k(receiver, builder, contents, targets, 2, 5)
+    with system.features.reading("a", torch.zeros(len(contents), 0, receiver.model.config.hidden_size)):
+        lora_on = teacher_top_k(receiver, builder, contents, targets, 2, 5)   # LoRA acts while the model reads
     assert not torch.allclose(lora_on[0][1], want[0][1])
     ctx = MethodContext(receiver, builder, system=system)
     text = run_method(ctx, EXAMPLES, "text", 2, 3, progress=False)
@@ -180,4 +197,27 @@ def test_impossible_combinations_are_refused_when_the_config_is_read(overrides, 
 
 def test_adapter_layers_out_of_range_are_refused(tmp_path):
     with pytest.raises(ValueError, match="out of range"):
-        setup(_config(tmp_path, "latent_adapters", "features.latent_adapters.layers=[5]"), _receivers("llama"))
+        build_system(_config(tmp_path, "latent_adapters", "features.latent_adapters.layers=[5]"), _receivers("llama"))
+
+
+@pytest.mark.parametrize("feature", sorted(FEATURES))
+def test_a_second_model_on_the_same_receivers_leaves_the_first_ones_features(tmp_path, feature):
+    receivers = _receivers("qwen2")
+    first = build_system(_config(tmp_path, feature), receivers)
+    _randomize(first.features)
+    items = _items(first, receivers["a"], first.builders["a"], first.config.loss)
+    before_state = {k: v.clone() for k, v in first.state_dict().items()}
+    before, _ = _logits(first, receivers["a"], first.builders["a"], items)
+    second = build_system(_config(tmp_path, feature, "train.seed=5"), receivers)   # same receivers, its own features
+    _randomize(second.features)
+    after, _ = _logits(first, receivers["a"], first.builders["a"], items)
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in before_state.items())
+    torch.testing.assert_close(after, before)
+    theirs, _ = _logits(second, receivers["a"], second.builders["a"], items)
+    assert not torch.allclose(theirs, before, atol=1e-5)
+    with first.features.plain("a"), second.features.plain("a"):   # and the receiver itself is untouched
+        bare = teacher_top_k(receivers["a"], first.builders["a"], ["Context: x\nQuestion: y"], [[5]], 1, 3)
+    reference = tiny_receiver("qwen2", seed=3)
+    ref_builder = PromptBuilder(reference.tokenizer, first.builders["a"].config, "a")
+    torch.testing.assert_close(bare[0][1], teacher_top_k(reference, ref_builder, ["Context: x\nQuestion: y"],
+                                                         [[5]], 1, 3)[0][1])

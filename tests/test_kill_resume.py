@@ -7,19 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from latentwire.train.checkpoint import latest_checkpoint, read_tensors
 from latentwire.train.trainer import examples_trained
-from tiny import save_tiny_pair
 
 STEPS = 6
-
-
-@pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    return save_tiny_pair(tmp_path_factory.mktemp("tiny_models"))
 
 
 def _command(tiny_dirs, out: Path) -> list[str]:
@@ -65,7 +58,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_dirs):
     assert len(examples_trained(reference / "examples.jsonl")) == STEPS
 
 
-KILL_IN_SAVE = str(Path(__file__).resolve().parents[1] / "tests" / "kill_in_save.py")
+KILL_IN_SAVE = ["-m", "latentwire.train.kill_in_save"]
 
 
 def test_sigkill_during_a_checkpoint_write_loses_nothing(tmp_path, tiny_dirs):
@@ -73,7 +66,7 @@ def test_sigkill_during_a_checkpoint_write_loses_nothing(tmp_path, tiny_dirs):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     subprocess.run(_command(tiny_dirs, reference), check=True, env=env, capture_output=True, timeout=300)
     args = _command(tiny_dirs, killed)[3:]
-    died = subprocess.run([sys.executable, KILL_IN_SAVE, *args], env={**env, "DIE_AT_WRITE": "5"},
+    died = subprocess.run([sys.executable, *KILL_IN_SAVE, *args], env={**env, "DIE_AT_WRITE": "5"},
                           capture_output=True, timeout=300)
     assert died.returncode == -signal.SIGKILL
     assert latest_checkpoint(killed).name == "step-000002"          # step 3's write never completed

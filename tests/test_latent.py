@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from latentwire.adapters import Adapter
-from latentwire.config import LossConfig, PromptConfig, load_config
+from latentwire.config import LossConfig, PromptConfig
 from latentwire.data.loaders import load_examples
 from latentwire.encoders import ENCODERS
 from latentwire.encoders.blocks import pad_features
@@ -17,33 +17,19 @@ from latentwire.train.checkpoint import CheckpointError
 from latentwire.train.features import build_items, load_items, save_items, teacher_top_k
 from latentwire.train.load import load_trained
 from latentwire.train.objective import batch_loss
-from latentwire.train.trainer import setup, train
+from latentwire.system import build_system
+from latentwire.train.trainer import train
 from latentwire.wire import PacketError
-from tiny import tiny_receiver
+from helpers import tiny_config as _config
 
 EXAMPLES, _ = load_examples("squad", split="train", n=6, seed=2, max_context_chars=300)
-
-
-@pytest.fixture(scope="module")
-def pair():
-    a, b = tiny_receiver("llama"), tiny_receiver("qwen2", seed=1)
-    a.name, b.name, a.source = "a", "b", "tiny-src"
-    return {"a": a, "b": b}
-
-
-def _config(tmp_path, kind="byte", *extra):
-    return load_config(None, ["receivers=[{name: a, model: x}, {name: b, model: y}]", f"encoder.kind={kind}",
-                              "encoder.M=4", "encoder.d_z=8", "encoder.width=32", "encoder.layers=1",
-                              "encoder.source_model=tiny-src", "encoder.source_layer=1", "loss.kd_top_k=5",
-                              "train.batch_size=2", "train.n_train=6", "train.log_every=1", "train.save_every=2",
-                              "train.warmup=1", f"train.out_dir={tmp_path / 'run'}", "data.n=3",
-                              f"eval.out_dir={tmp_path / 'eval'}", "eval.max_new_tokens=3", *extra])
 
 
 @pytest.mark.parametrize("kind", sorted(ENCODERS))
 def test_encoder_shapes_and_private_slots(tmp_path, pair, kind):
     source = ["encoder.source_model=minilm"] if kind == "minilm" else []  # the offline all-MiniLM-L6-v2
-    system, receivers, _ = setup(_config(tmp_path, kind, "encoder.private_slots=2", *source), pair)
+    system = build_system(_config(tmp_path, kind, "encoder.private_slots=2", *source), pair)
+    receivers = system.receivers
     assert not any(n.startswith("encoder._frozen") for n in system.state_dict())
     features = [system.featurize(e.question, e.context) for e in EXAMPLES[:3]]
     z = system.latent(features)
@@ -64,9 +50,10 @@ def test_rms_calibration_matches_the_receiver_embeddings(pair):
 
 def test_gradients_reach_only_trainable_parts(tmp_path, pair):
     config = _config(tmp_path)
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     items, _ = build_items(EXAMPLES[:4], system.featurize, receivers, builders, config.loss, progress=False)
-    loss, parts = batch_loss(system, receivers, builders, items, config.loss)
+    loss, parts = batch_loss(system, items, config.loss)
     loss.backward()
     assert {"a/ce", "b/ce", "a/kd", "b/kd"} <= set(parts)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in system.named_parameters()
@@ -76,7 +63,8 @@ def test_gradients_reach_only_trainable_parts(tmp_path, pair):
 
 def test_k_token_targets_skip_special_tokens_and_score_the_first_answer_token(tmp_path, pair):
     config = _config(tmp_path)
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     items, _ = build_items(EXAMPLES, system.featurize, receivers, builders, LossConfig(K=4, kd_weight=0),
                            progress=False)
     for item in items:
@@ -89,7 +77,8 @@ def test_k_token_targets_skip_special_tokens_and_score_the_first_answer_token(tm
 
 def test_answer_end_closes_short_targets_with_the_end_token(tmp_path, pair):
     config = _config(tmp_path)
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     plain, _ = build_items(EXAMPLES, system.featurize, receivers, builders, LossConfig(K=8, kd_weight=0),
                            progress=False)
     ended, _ = build_items(EXAMPLES, system.featurize, receivers, builders,
@@ -103,7 +92,8 @@ def test_answer_end_closes_short_targets_with_the_end_token(tmp_path, pair):
 
 def test_training_items_cache_round_trip(tmp_path, pair):
     config = _config(tmp_path)
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     items, report = build_items(EXAMPLES[:4], system.featurize, receivers, builders, config.loss, progress=False)
     save_items(items, tmp_path / "features", "k1", report.as_dict())
     loaded = load_items(EXAMPLES[:4], tmp_path / "features", "k1")
@@ -213,7 +203,8 @@ def test_packets_and_checkpoints_refuse_foreign_or_corrupt_input(tmp_path, pair)
     for question, context in [("", "  "), ("Q?", "x" * 200_000), (None, "text")]:
         with pytest.raises(ValueError, match="non-empty|over the limit"):
             system.encode(question, context)
-    other, _, _ = setup(_config(tmp_path, "byte", "train.seed=9"), pair)
+    other = build_system(_config(tmp_path, "byte", "train.seed=9"), pair)
+    
     other.eval()
     with pytest.raises(PacketError, match="checkpoint"):
         other.decode(packet)
@@ -226,14 +217,15 @@ def test_packets_and_checkpoints_refuse_foreign_or_corrupt_input(tmp_path, pair)
 def test_shuffle_test_is_zero_for_a_constant_latent_and_not_otherwise(tmp_path, pair):
     from latentwire.train.objective import shuffle_test_bits
     config = _config(tmp_path, "byte")
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     items, _ = build_items(load_examples("squad", n=4, seed=0, split="train")[0], system.featurize, receivers,
                            builders, config.loss, progress=False)
-    varied = shuffle_test_bits(system, receivers, builders, items, config.loss)
+    varied = shuffle_test_bits(system, items)
     assert abs(varied["a/bits_specific"]) > 1e-4 and abs(varied["b/bits_specific"]) > 1e-4
     with torch.no_grad():
         system.encoder.resampler.out[1].weight.zero_()     # every example now gets the same latent
-    constant = shuffle_test_bits(system, receivers, builders, items, config.loss)
+    constant = shuffle_test_bits(system, items)
     assert constant["a/bits_specific"] == pytest.approx(0, abs=1e-4)
     assert constant["b/bits_specific"] == pytest.approx(0, abs=1e-4)
     assert constant["a/bits_none"] != pytest.approx(constant["a/bits_shuffled"], abs=1e-4)
@@ -296,12 +288,11 @@ def test_span_tasks_train_and_evaluate(tmp_path, pair, objective):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert "a/bits_specific" in log[0] and log[-1]["step"] == 2
     system = load_trained(checkpoint, dict(pair))
-    _, _, builders = setup(config, pair)
     examples, _ = load_examples("squad", n=4, seed=0, split="validation")
     source, target = span_texts(examples[0].context, pair["a"].tokenizer, 6, objective)
     assert (source == target) == (objective == "reconstruction")
     assert len(pair["a"].tokenizer(source, add_special_tokens=False)["input_ids"]) <= 7
-    result = span_shuffle_test(system, pair, builders, examples, batch_size=2)
+    result = span_shuffle_test(system, examples, batch_size=2)
     for name in ("a", "b"):
         row = result[name]
         assert row["n"] == 4 and row["bits_own"] > 0
@@ -322,9 +313,10 @@ def test_init_from_starts_a_run_from_another_runs_weights(tmp_path, pair):
 def test_embed_pca_starts_as_span_means_in_each_receivers_embedding_space(tmp_path, pair):
     from latentwire.encoders.source_encoders import span_means
     config = _config(tmp_path, "embed_pca", "encoder.d_z=32", "wire.bits=16")   # d_z = d_model: no loss
-    system, receivers, _ = setup(config, pair)
+    system = build_system(config, pair)
+    receivers = system.receivers
     features = [system.featurize_text("Ann is here and Bob is there, in the big house.")]
-    embeds = system(features, bits=16)
+    embeds = system.embeds(features, bits=16)
     batch, mask = pad_features(features)
     expected = span_means(batch, mask, 4)                # the source's (a's) own span-mean embeddings
     got = embeds["a"] * (expected.pow(2).mean().sqrt() / embeds["a"].pow(2).mean().sqrt())
@@ -334,13 +326,14 @@ def test_embed_pca_starts_as_span_means_in_each_receivers_embedding_space(tmp_pa
 
 def test_shuffle_margin_term_reports_the_gap_and_adds_to_the_loss(tmp_path, pair):
     config = _config(tmp_path, "byte")
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     items, _ = build_items(load_examples("squad", n=4, seed=0, split="train")[0], system.featurize, receivers,
                            builders, config.loss, progress=False)
-    base, parts = batch_loss(system, receivers, builders, items, config.loss)
+    base, parts = batch_loss(system, items, config.loss)
     assert "a/shuffle_gap" not in parts
     config.loss.shuffle_weight, config.loss.shuffle_margin = 1.0, 1000.0    # the hinge is active
-    total, parts = batch_loss(system, receivers, builders, items, config.loss)
+    total, parts = batch_loss(system, items, config.loss)
     for name in ("a", "b"):
         assert abs(parts[f"{name}/shuffle_gap"]) < 1000
     expected = base.item() + sum(1000 - parts[f"{n}/shuffle_gap"] for n in ("a", "b"))
@@ -351,7 +344,7 @@ def test_shuffle_margin_term_reports_the_gap_and_adds_to_the_loss(tmp_path, pair
 
 def test_frozen_prefixes_do_not_move(tmp_path, pair):
     config = _config(tmp_path, "byte", "train.steps=2", "train.freeze=[encoder]", "loss.kd_weight=0")
-    before = {k: v.clone() for k, v in setup(config, pair)[0].state_dict().items()}
+    before = {k: v.clone() for k, v in build_system(config, pair).state_dict().items()}
     after = load_trained(train(config, progress=False, receivers=pair), dict(pair)).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("adapters."))
@@ -370,7 +363,8 @@ def test_items_cache_key_follows_what_the_items_depend_on(tmp_path):
 
 def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_read_its_embedding(tmp_path, pair):
     config = _config(tmp_path, "token_code")           # int4 wire: grid codes pass it exactly
-    system, receivers, _ = setup(config, pair)
+    system = build_system(config, pair)
+    receivers = system.receivers
     encoder = system.encoder
     codes = system.adapters["a"].codes
     assert len(torch.unique(codes, dim=0)) == len(codes) and torch.equal(codes, system.adapters["b"].codes)
@@ -399,7 +393,7 @@ def test_token_code_slots_name_the_most_surprising_shared_token_and_receivers_re
                 expected = receiver.model.get_input_embeddings().weight[vocab[names[chosen[m].item()]]]
                 torch.testing.assert_close(top, expected.float())
                 assert weights[m].max() > 0.9
-    embeds = system([features], bits=4)
+    embeds = system.embeds([features], bits=4)
     assert all(e.shape[:2] == (1, 4) for e in embeds.values())
     embeds["a"].sum().backward()
     assert system.encoder.codes.weight.grad.abs().sum() > 0
@@ -411,16 +405,18 @@ def test_token_code_refuses_receivers_without_shared_tokens_and_too_few_codes(tm
         grid_codes(226, 2)
     assert len(torch.unique(grid_codes(3000, 8), dim=0)) == 3000
     config = _config(tmp_path, "token_code")
-    system, receivers, _ = setup(config, pair)
+    system = build_system(config, pair)
+    receivers = system.receivers
     other = TokenCodeEncoder(config.encoder, receivers["a"])
     other.source_vocab = {"Ġzzqx": 0}
     with pytest.raises(ValueError, match="share only 0 word-like tokens"):
-        other.build_adapters(receivers, {"a": 1.0, "b": 1.0})
+        other.link(receivers)
 
 
 def test_lora_receivers_leave_the_encoders_source_plain(tmp_path, pair):
     config = _config(tmp_path, "token_code", "features.lora.enabled=true", "features.lora.rank=2")
-    system, receivers, _ = setup(config, pair)
+    system = build_system(config, pair)
+    receivers = system.receivers
     assert system.encoder.source is not receivers["a"]
     assert not any("lora" in n for n, _ in system.encoder.source.model.named_parameters())
     assert any("lora" in n for n, _ in receivers["a"].model.named_parameters())
@@ -429,7 +425,8 @@ def test_lora_receivers_leave_the_encoders_source_plain(tmp_path, pair):
 def test_token_code_prefix_slots_carry_k_tokens_each_merged_at_one_position(tmp_path, pair):
     from latentwire.adapters import rms_calibrate
     config = _config(tmp_path, "token_code", "encoder.select=prefix", "encoder.tokens_per_slot=2")
-    system, receivers, _ = setup(config, pair)
+    system = build_system(config, pair)
+    receivers = system.receivers
     encoder = system.encoder
     text = "Ann is here and Bob is there, in the big house near the old river."
     features = system.featurize_text(text)
@@ -451,7 +448,7 @@ def test_token_code_prefix_slots_carry_k_tokens_each_merged_at_one_position(tmp_
 
 def test_token_code_prune_keeps_the_most_surprising_of_the_leading_tokens_in_order(tmp_path, pair):
     config = _config(tmp_path, "token_code", "encoder.select=prune", "encoder.keep_ratio=0.5")
-    system, _, _ = setup(config, pair)
+    system = build_system(config, pair)
     encoder = system.encoder
     features = system.featurize_text("Ann is here and Bob is there, in the big house near the old river.")
     ids, surprise = features[:, 0].long().tolist(), features[:, 1].tolist()
@@ -483,7 +480,8 @@ def test_shuffled_f1_equals_f1_for_a_constant_latent(tmp_path, pair, monkeypatch
     monkeypatch.setattr(harness, "best_em_f1", lambda prediction, golds: (float(len(prediction) % 2),
                                                                          len(prediction) % 97 / 97))
     config = _config(tmp_path, "byte", "data.n=4")
-    system, receivers, builders = setup(config, pair)
+    system = build_system(config, pair)
+    receivers, builders = system.receivers, system.builders
     examples, _ = load_examples("squad", n=4, seed=0, split="validation")
     ctx = MethodContext(receivers["a"], builders["a"], 0, 16, system)
     varied = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True).row

@@ -10,14 +10,13 @@ import latentwire.train.trainer as trainer
 from latentwire.train.checkpoint import CheckpointError
 from latentwire.train.load import load_trained
 from latentwire.train.trainer import TrainingError, train
-from test_kill_resume import tiny_dirs  # noqa: F401  (fixture)
-from test_latent import _config, pair  # noqa: F401  (fixture)
+from helpers import tiny_config
 
 ROOT = Path(__file__).parent.parent
 
 
-def test_tampered_checkpoint_files_are_refused_by_name(tmp_path, pair):  # noqa: F811
-    checkpoint = train(_config(tmp_path, "byte", "train.steps=2"), progress=False, receivers=pair)
+def test_tampered_checkpoint_files_are_refused_by_name(tmp_path, pair):
+    checkpoint = train(tiny_config(tmp_path, "byte", "train.steps=2"), progress=False, receivers=pair)
     weights = checkpoint / "model.safetensors"
     original = weights.read_bytes()
     tensors = load_file(str(weights))
@@ -37,8 +36,8 @@ def test_tampered_checkpoint_files_are_refused_by_name(tmp_path, pair):  # noqa:
         load_trained(checkpoint, dict(pair))
 
 
-def test_truncated_optimizer_state_stops_resume_with_its_name(tmp_path, pair):  # noqa: F811
-    config = _config(tmp_path, "byte", "train.steps=2")
+def test_truncated_optimizer_state_stops_resume_with_its_name(tmp_path, pair):
+    config = tiny_config(tmp_path, "byte", "train.steps=2")
     checkpoint = train(config, progress=False, receivers=pair)
     optimizer = checkpoint / "optimizer.safetensors"
     optimizer.write_bytes(optimizer.read_bytes()[:50])
@@ -57,9 +56,9 @@ def _poisoned_loss(bad_calls):
     return batch_loss
 
 
-def test_non_finite_steps_are_skipped_counted_and_capped(tmp_path, pair, monkeypatch):  # noqa: F811
+def test_non_finite_steps_are_skipped_counted_and_capped(tmp_path, pair, monkeypatch):
     monkeypatch.setattr(trainer, "batch_loss", _poisoned_loss({2, 4}))
-    config = _config(tmp_path, "byte", "train.steps=5", "train.save_every=1", "train.max_bad_steps=3")
+    config = tiny_config(tmp_path, "byte", "train.steps=5", "train.save_every=1", "train.max_bad_steps=3")
     newest = train(config, progress=False, receivers=pair)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["bad_steps"] for r in log if "loss" in r] == [0, 1, 1, 2, 2]
@@ -72,8 +71,8 @@ def test_non_finite_steps_are_skipped_counted_and_capped(tmp_path, pair, monkeyp
 
     monkeypatch.setattr(trainer, "batch_loss", _poisoned_loss({1, 2, 3}))
     with pytest.raises(TrainingError, match="3 steps with a non-finite loss"):
-        train(_config(tmp_path, "byte", "train.steps=5", "train.max_bad_steps=2",
-                      f"train.out_dir={tmp_path / 'run2'}"), progress=False, receivers=pair)
+        train(tiny_config(tmp_path, "byte", "train.steps=5", "train.max_bad_steps=2",
+                          f"train.out_dir={tmp_path / 'run2'}"), progress=False, receivers=pair)
 
 
 def test_nothing_unpickles():
@@ -86,7 +85,7 @@ def test_nothing_unpickles():
             assert "weights_only=True" in call, (path, call)
 
 
-def test_training_on_bad_rows_skips_lists_and_goes_on(tmp_path, tiny_dirs, capsys):  # noqa: F811
+def test_training_on_bad_rows_skips_lists_and_goes_on(tmp_path, tiny_dirs, capsys):
     from latentwire.cli import main
     rows = [json.dumps({"id": f"ok{i}", "question": f"Who is {i}?", "context": f"{i} is Ann.", "answers": ["Ann"]})
             .encode() for i in range(4)]

@@ -12,16 +12,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from latentwire.errors import DataError
 from latentwire.data.examples import LoadReport, QAExample, validate
 
 VALIDATION_ARTICLES = 40
 """SQuAD split rule: the last 40 articles of a file are validation, the others train."""
 
 SPLITS = ("train", "validation", "all")
-
-
-class DataError(ValueError):
-    """A dataset file or source that cannot be used at all."""
 
 
 def shipped_squad_path() -> Path:

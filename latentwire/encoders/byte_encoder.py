@@ -5,13 +5,12 @@ import torch
 from torch import nn
 
 from latentwire.config import EncoderConfig
+from latentwire.encoders.base import Encoder
 from latentwire.encoders.blocks import Resampler
 
 
-class ByteEncoder(nn.Module):
+class ByteEncoder(Encoder):
     """Reads raw UTF-8 bytes; needs no tokenizer and no frozen model."""
-
-    frozen_features = False
 
     def __init__(self, config: EncoderConfig, source=None):
         super().__init__()

@@ -5,14 +5,15 @@ import torch
 from torch import nn
 
 from latentwire.config import EncoderConfig
+from latentwire.encoders.base import Encoder
 from latentwire.encoders.blocks import Resampler
 from latentwire.llm.loader import Receiver
 
 
-class MeanPoolEncoder(nn.Module):
+class MeanPoolEncoder(Encoder):
     """Source-LM token embeddings averaged over M contiguous spans, then a linear map to d_z."""
 
-    frozen_features = True
+    needs_source = True
 
     def __init__(self, config: EncoderConfig, source: Receiver):
         super().__init__()
@@ -46,10 +47,10 @@ def span_means(features: torch.Tensor, mask: torch.Tensor, M: int) -> torch.Tens
     return torch.einsum("btm,btd->bmd", weights, features)
 
 
-class LMPerceiverEncoder(nn.Module):
+class LMPerceiverEncoder(Encoder):
     """Hidden states of one layer of a frozen causal LM, resampled by a Perceiver stack to M slots."""
 
-    frozen_features = True
+    needs_source = True
 
     def __init__(self, config: EncoderConfig, source: Receiver):
         super().__init__()
@@ -85,10 +86,10 @@ def minilm_path() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
-class MiniLMEncoder(nn.Module):
+class MiniLMEncoder(Encoder):
     """Frozen all-MiniLM-L6-v2 token features (or any BERT-like encoder in `source_model`) + M queries."""
 
-    frozen_features = False  # it loads its own frozen encoder; no receiver is needed
+    needs_source = False  # it loads its own frozen encoder; no receiver is needed
 
     def __init__(self, config: EncoderConfig, source=None):
         super().__init__()
@@ -118,13 +119,13 @@ class MiniLMEncoder(nn.Module):
         return self.resampler(self.project(features), mask)
 
 
-class EmbedPCAEncoder(nn.Module):
+class EmbedPCAEncoder(Encoder):
     """Span means of the source LM's token embeddings, mapped to d_z by a learned linear map that starts
     at the embedding table's top-d_z principal directions: the latent starts in the receivers' own
     embedding space, kept through the bottleneck. `warm_start_map` gives each receiver's adapter the
     least-squares way back (fitted on the tokens both vocabularies share)."""
 
-    frozen_features = True
+    needs_source, adapter = True, "warm_mlp"
 
     def __init__(self, config: EncoderConfig, source: Receiver):
         super().__init__()
@@ -146,6 +147,10 @@ class EmbedPCAEncoder(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
         return self.project(span_means(features, mask, self.M))
+
+    def link(self, receivers: dict[str, Receiver]) -> dict:
+        """{"warm_start": {name: (W, b)}}: each receiver adapter's starting linear map (see warm_start_map)."""
+        return {"warm_start": {name: self.warm_start_map(r) for name, r in receivers.items()}}
 
     @torch.no_grad()
     def warm_start_map(self, receiver: Receiver) -> tuple[torch.Tensor, torch.Tensor]:

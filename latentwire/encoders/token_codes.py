@@ -1,6 +1,7 @@
 """Token-code latent: each slot names one token of its span, the one the source LM found most surprising,
 as a d_z-dimensional code; each receiver's adapter decodes a code into a softmax mixture of its own
-token embeddings, so that the receiver reads (nearly) real tokens from the first step. A slot may name
+token embeddings (latentwire.adapters.token_code), so that the receiver reads (nearly) real tokens from the
+first step. A slot may name
 several tokens (encoder.tokens_per_slot = k, d_z / k dims each); the receiver then reads their embeddings
 merged (a learned per-dimension weighted sum) at one position, k tokens per receiver position.
 
@@ -17,8 +18,8 @@ import math
 import torch
 from torch import nn
 
-from latentwire.adapters import rms_calibrate
 from latentwire.config import EncoderConfig
+from latentwire.encoders.base import Encoder
 from latentwire.llm.loader import Receiver
 from latentwire.wire.quantize import qmax_for
 
@@ -56,12 +57,12 @@ def word_like(token: str) -> bool:
     return len(body) >= 2 and body.isascii() and any(c.isalnum() for c in body)
 
 
-class TokenCodeEncoder(nn.Module):
+class TokenCodeEncoder(Encoder):
     """Source tokens + their surprise under the source LM -> k token codes per slot: the most surprising
     nameable token of each of M*k contiguous windows (select=surprise), the first M*k nameable tokens
     (select=prefix), or the most surprising M*k of the first M*k/keep_ratio (select=prune)."""
 
-    frozen_features = True
+    needs_source, adapter = True, "token_code"
 
     def __init__(self, config: EncoderConfig, source: Receiver):
         super().__init__()
@@ -70,7 +71,7 @@ class TokenCodeEncoder(nn.Module):
         self.d_token = config.d_z // config.tokens_per_slot
         self.source_vocab = source.vocabulary()
         rows = source.model.get_input_embeddings().weight.shape[0]
-        self.codes = nn.Embedding(rows, self.d_token, _weight=torch.zeros(rows, self.d_token))   # set by build_adapters
+        self.codes = nn.Embedding(rows, self.d_token, _weight=torch.zeros(rows, self.d_token))   # set by link
         self.register_buffer("nameable", torch.zeros(rows, dtype=torch.bool), persistent=False)
 
     @torch.no_grad()
@@ -118,9 +119,10 @@ class TokenCodeEncoder(nn.Module):
         codes = self.codes(self.chosen_tokens(features, mask))                    # [B, M*k, d_z/k]
         return codes.reshape(len(codes), self.M, self.d_z)
 
-    def build_adapters(self, receivers: dict[str, Receiver], target_rms: dict[str, float]) -> nn.ModuleDict:
-        """One TokenCodeAdapter per receiver over the strings that the source and every receiver share;
-        marks those strings nameable on the sender side."""
+    def link(self, receivers: dict[str, Receiver]) -> dict:
+        """Sender side of the shared code table: the strings that the source and every receiver share become
+        nameable, each with a distinct int4 grid code; returns what the receivers' token-code adapters need
+        ({"codes": [n, d_z/k], "token_ids": {name: [n] ids in that receiver's vocabulary}, "tokens_per_slot"})."""
         vocabularies = {name: r.vocabulary() for name, r in receivers.items()}
         special = {t for r in [self.source, *receivers.values()] for t in r.tokenizer.all_special_tokens}
         nameable = word_like if self.select == "surprise" else (lambda s: s not in special)
@@ -136,47 +138,5 @@ class TokenCodeEncoder(nn.Module):
             self.codes.weight[rows] = codes
         self.nameable.zero_()
         self.nameable[rows] = True
-        return nn.ModuleDict({
-            name: TokenCodeAdapter(codes, torch.tensor([vocabularies[name][s] for s in shared]), receiver,
-                                   target_rms[name], self.k)
-            for name, receiver in receivers.items()})
-
-
-def typical_neighbour_distance(codes: torch.Tensor, sample: int = 512) -> float:
-    """Median squared distance from a code to its nearest other code (over a fixed sample of codes)."""
-    rows = codes[torch.randperm(len(codes), generator=torch.Generator().manual_seed(0))[:sample]]
-    distance = torch.cdist(rows, codes).pow(2)
-    distance[distance == 0] = float("inf")          # each sampled code itself
-    return distance.min(1).values.median().item()
-
-
-class TokenCodeAdapter(nn.Module):
-    """Z [B, M, d_z] -> for each of a slot's k token codes, the softmax(-beta * squared distance to each
-    shared token's code) mixture of this receiver's embeddings of those tokens; the k embeddings merged by
-    a learned per-dimension weighted sum (k > 1); then per-example RMS calibration."""
-
-    def __init__(self, codes: torch.Tensor, token_ids: torch.Tensor, receiver: Receiver, target_rms: float,
-                 tokens_per_slot: int = 1):
-        super().__init__()
-        self.k = tokens_per_slot
-        self.codes = nn.Parameter(codes.clone())                                    # [n, d_z]
-        # sharp enough that a code's nearest neighbour typically gets e^-10 of its weight, soft enough
-        # that the codes still receive gradient
-        self.log_beta = nn.Parameter(torch.tensor(math.log(10 / typical_neighbour_distance(codes))))
-        table = receiver.model.get_input_embeddings().weight.detach().float()
-        self.register_buffer("embeddings", table[token_ids.to(table.device)].clone(), persistent=False)
-        self.register_buffer("target_rms", torch.tensor(float(target_rms)))
-        if self.k > 1:   # the mean at first; learning the weights lets a receiver tell the k tokens apart
-            self.merge = nn.Parameter(torch.full((self.k, table.shape[1]), 1 / self.k))
-
-    def token_weights(self, z: torch.Tensor) -> torch.Tensor:
-        """Token codes [..., d_z/k] -> weights [..., n] over the shared tokens (rows sum to 1)."""
-        distance = (z.pow(2).sum(-1, keepdim=True) - 2 * z @ self.codes.T + self.codes.pow(2).sum(-1))
-        return torch.softmax(-self.log_beta.exp() * distance, dim=-1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Z [B, M, d_z] -> [B, M, d_model] at the receiver's embedding RMS."""
-        tokens = z.reshape(*z.shape[:2], self.k, -1)                                 # [B, M, k, d_z/k]
-        embedded = self.token_weights(tokens) @ self.embeddings.to(z.dtype)        # [B, M, k, d_model]
-        merged = embedded[:, :, 0] if self.k == 1 else (self.merge.to(z.dtype) * embedded).sum(2)
-        return rms_calibrate(merged, self.target_rms)
+        return {"codes": codes, "tokens_per_slot": self.k,
+                "token_ids": {name: torch.tensor([vocabularies[name][s] for s in shared]) for name in receivers}}

@@ -6,14 +6,14 @@ prompt, so nothing derived from it can reach the generated text.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from latentwire.eval.methods import PromptInput
-from latentwire.llm.cache import cache_kwarg, mask_after_entries, prefilled_cache
+from latentwire.latent_inputs import reading
+from latentwire.llm.cache import cache_kwarg
 from latentwire.llm.loader import Receiver
 
 
@@ -60,39 +60,31 @@ class Decoded:
     prefill_seconds: float
 
 
-def prepare_inputs(receiver: Receiver, prompts: list[PromptInput], pad_id: int, features=None):
-    """(model inputs, cache keyword args, context) for a batch of prompts.
-
-    With `features` (a ReceiverFeatures) and latent prompts, the features' cache entries come
-    first (attention mask and positions extended over them) and the context is their `reading`,
-    to be held through prefill, decoding and scoring.
-    """
-    inputs = left_pad(prompts, receiver, pad_id)
-    if features is None or not len(features.enabled) or any(p.latent_embeds is None for p in prompts):
-        return inputs, {}, nullcontext()
-    memory = torch.stack([p.latent_embeds for p in prompts]).to(receiver.device)          # [B, M, d]
-    cache_in = {}
-    kv = features.kv_entries(receiver.name, memory)
-    if kv is not None:
-        inputs["attention_mask"], inputs["position_ids"] = mask_after_entries(inputs["attention_mask"],
-                                                                              kv[0][0].shape[2])
-        cache_in = cache_kwarg(receiver.model, prefilled_cache(receiver.model, kv))
-    return inputs, cache_in, features.reading(receiver.name, memory)
+def latent_memory(prompts: list[PromptInput], width: int, device) -> torch.Tensor:
+    """The latent each prompt's receiver features read: [B, M, d_model], or [B, 0, d_model] for prompts
+    without one (a text prompt, or the no-latent condition of the shuffled-latent test)."""
+    latents = [p.latent_embeds for p in prompts]
+    if all(latent is None for latent in latents):
+        return torch.zeros(len(prompts), 0, width, device=device)
+    if any(latent is None for latent in latents):
+        raise ValueError("a batch mixes prompts with and without a latent")
+    return torch.stack(latents).to(device)
 
 
 @torch.no_grad()
 def greedy_decode(receiver: Receiver, prompts: list[PromptInput], max_new_tokens: int, stop_ids: list[int],
                   pad_id: int, features=None) -> Decoded:
-    """Greedy-decode up to `max_new_tokens` per prompt (stops at any of `stop_ids`), batched, KV-cached."""
+    """Greedy-decode up to `max_new_tokens` per prompt (stops at any of `stop_ids`), batched, KV-cached;
+    `features` (a ReceiverFeatures, or None for the receiver alone) act through `reading`."""
     start = time.perf_counter()
-    inputs, cache_in, context = prepare_inputs(receiver, prompts, pad_id, features)
-    with context:
-        return _decode(receiver.model, inputs, cache_in, max_new_tokens, stop_ids, start)
+    memory = latent_memory(prompts, receiver.model.config.hidden_size, receiver.device)
+    with reading(receiver, features, memory, left_pad(prompts, receiver, pad_id)) as inputs:
+        return _decode(receiver.model, inputs, max_new_tokens, stop_ids, start)
 
 
-def _decode(model, inputs: dict, cache_in: dict, max_new_tokens: int, stop_ids: list[int], start: float) -> Decoded:
+def _decode(model, inputs: dict, max_new_tokens: int, stop_ids: list[int], start: float) -> Decoded:
     mask, positions = inputs["attention_mask"], inputs["position_ids"]
-    out = model(**inputs, **cache_in, use_cache=True, logits_to_keep=1)
+    out = model(**{**inputs, "use_cache": True}, logits_to_keep=1)
     prefill_seconds = time.perf_counter() - start
     first_logits = out.logits[:, -1].float()                                    # [B, V]
     cache, prompt_length = out.past_key_values, mask.shape[1]
@@ -122,9 +114,9 @@ def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: 
                        max_new_tokens: int, stop_ids: list[int], pad_id: int, features=None) -> BatchOutput:
     """Greedy-decode `max_new_tokens` for each prompt, then score `answers` [B][n_b] teacher-forced."""
     start = time.perf_counter()
-    inputs, cache_in, context = prepare_inputs(receiver, prompts, pad_id, features)
-    with context:
-        decoded = _decode(receiver.model, inputs, cache_in, max_new_tokens, stop_ids, start)
+    memory = latent_memory(prompts, receiver.model.config.hidden_size, receiver.device)
+    with reading(receiver, features, memory, left_pad(prompts, receiver, pad_id)) as inputs:
+        decoded = _decode(receiver.model, inputs, max_new_tokens, stop_ids, start)
         nll = _answer_nll(receiver.model, decoded.cache, decoded.first_logits, decoded.inputs["attention_mask"],
                           decoded.inputs["position_ids"], answers, pad_id)
     return BatchOutput(generated=decoded.generated, first_top5=decoded.first_logits.topk(5, dim=-1).indices.tolist(),

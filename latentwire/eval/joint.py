@@ -3,14 +3,16 @@ receiver scores every proposal teacher-forced from the same latent; the proposal
 summed per-token NLL wins."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches
 from latentwire.eval.generation import generate_and_score
 from latentwire.eval.methods import METHODS, MethodContext
 from latentwire.eval.squad_metrics import best_em_f1
-from latentwire.prompt import AlignmentError
+from latentwire.prompt import AlignmentError, PromptBuilder
 
 
 def _proposal_nll(ctx: MethodContext, examples: list[QAExample], proposals: list[str], batch_size: int) -> list[float]:
@@ -54,3 +56,19 @@ def joint_rescoring_row(contexts: dict[str, MethodContext], examples: list[QAExa
     n = len(examples)
     return {"receiver": "+".join(names), "method": "latent_joint", "M": None, "bits": bits, "n": n,
             "em": em / n, "f1": f1 / n}
+
+
+def joint_row(config, system, examples: list[QAExample], predictions_path: Path) -> dict:
+    """Joint rescoring of the receivers' latent answers (read from predictions.jsonl) at the trained bit width."""
+    bits = config.wire.bits
+    answers: dict[str, dict[str, str]] = {}
+    with open(predictions_path) as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["method"] == "latent" and record["bits"] == bits:
+                answers.setdefault(record["receiver"], {})[record["id"]] = record["prediction"]
+    contexts = {s.name: MethodContext(system.receivers[s.name],
+                                      PromptBuilder(system.receivers[s.name].tokenizer, config.prompt, s.name),
+                                      bits=bits, system=system)
+                for s in config.receivers}
+    return joint_rescoring_row(contexts, examples, answers, bits, config.eval.batch_size)

@@ -25,7 +25,10 @@ class ReceiverFeatures(nn.Module):
                                       for name in features_config.enabled()})
 
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV | None:
-        """All features' extra cache entries for `receiver`, concatenated per layer (None if there are none)."""
+        """All features' extra cache entries for `receiver` from its latent embeds [B, M, d_model],
+        concatenated per layer (None if there are none, and always for an empty latent, M = 0)."""
+        if embeds.shape[1] == 0:
+            return None
         parts = [kv for f in self.enabled.values() if (kv := f.kv_entries(receiver, embeds)) is not None]
         if not parts:
             return None
@@ -34,7 +37,8 @@ class ReceiverFeatures(nn.Module):
 
     @contextmanager
     def reading(self, receiver: str, embeds: torch.Tensor) -> Iterator[None]:
-        """Every feature's `reading` context for `receiver` reading latent embeds [B, M, d_model]."""
+        """Every feature's `reading` context for `receiver` reading latent embeds [B, M, d_model] (M may be 0:
+        weight features such as LoRA still act, those that read the latent do not)."""
         with ExitStack() as stack:
             for feature in self.enabled.values():
                 stack.enter_context(feature.reading(receiver, embeds))

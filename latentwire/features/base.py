@@ -1,8 +1,9 @@
 """What a receiver-side feature is: a module that changes how one frozen receiver reads the latent.
 
-A feature may add key/value entries to the receiver's cache (`kv_entries`), act while the receiver
-reads a latent (`reading`, e.g. hooks that attend to it) and must get out of the way when the
-receiver runs as itself (`plain`: the text teacher, the text baselines).
+A feature may add key/value entries to the receiver's cache (`kv_entries`) and act while the receiver
+reads a latent (`reading`, e.g. hooks that attend to it, LoRA weights switched on). Outside `reading`
+a receiver is itself: a feature keeps no state in a receiver that another model on the same receiver
+could see or change. `plain` makes sure of it (the text teacher, the text baselines).
 """
 from __future__ import annotations
 

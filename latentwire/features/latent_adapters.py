@@ -37,7 +37,6 @@ class LatentAdapters(Feature):
         super().__init__()
         self.blocks = nn.ModuleDict()
         self._memory: dict[str, torch.Tensor | None] = {}
-        self._hooks = []
         for name, receiver in receivers.items():
             layers = decoder_layers(receiver.model)
             chosen = config.layers or list(range(config.every - 1, len(layers), config.every))
@@ -48,7 +47,7 @@ class LatentAdapters(Feature):
             heads = config.heads if d_model % config.heads == 0 else 1
             self.blocks[name] = nn.ModuleDict({str(i): GatedCrossAttention(d_model, heads) for i in chosen})
             for i in chosen:
-                self._hooks.append(layers[i].register_forward_hook(self._hook(name, str(i))))
+                layers[i].register_forward_hook(self._hook(name, str(i)))   # inert outside `reading`
 
     def _hook(self, receiver: str, layer: str):
         def apply(module, args, output):
@@ -64,14 +63,8 @@ class LatentAdapters(Feature):
     @contextmanager
     def reading(self, receiver: str, embeds: torch.Tensor) -> Iterator[None]:
         previous = self._memory.get(receiver)
-        self._memory[receiver] = embeds
+        self._memory[receiver] = embeds if embeds.shape[1] else None   # an empty latent: nothing to attend to
         try:
             yield
         finally:
             self._memory[receiver] = previous
-
-    def remove(self) -> None:
-        """Detach the hooks from the receivers."""
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks.clear()

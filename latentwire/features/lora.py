@@ -1,9 +1,16 @@
-"""LoRA on the receivers through peft (`inject_adapter_in_model`: the receiver keeps its class)."""
+"""LoRA on the receivers through peft (`inject_adapter_in_model`: the receiver keeps its class).
+
+Each LatentWire model injects its own named adapter, so that several models can share one loaded
+receiver: an adapter acts only while its model reads a latent (`reading`); outside, the receiver is
+itself. Checkpoint keys name the adapter `latentwire_lora` whatever its name inside the receiver.
+"""
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
 from torch import nn
 
 from latentwire.features.base import Feature
@@ -12,14 +19,49 @@ from latentwire.llm.loader import Receiver
 ADAPTER = "latentwire_lora"
 
 
-def _lora_layers(model: nn.Module) -> list:
+def _lora_layers(model: nn.Module, adapter: str) -> list:
+    """The peft LoRA layers of `model` that hold adapter `adapter`."""
     from peft.tuners.lora import LoraLayer
-    return [m for m in model.modules() if isinstance(m, LoraLayer) and ADAPTER in m.lora_A]
+    return [m for m in model.modules() if isinstance(m, LoraLayer) and adapter in m.lora_A]
+
+
+def _free_name(model: nn.Module) -> str:
+    """The first of latentwire_lora, latentwire_lora_2, ... that no LoRA layer of `model` holds yet."""
+    from peft.tuners.lora import LoraLayer
+    taken = {name for m in model.modules() if isinstance(m, LoraLayer) for name in m.lora_A}
+    return next(name for name in [ADAPTER] + [f"{ADAPTER}_{i}" for i in range(2, len(taken) + 3)]
+                if name not in taken)
+
+
+def _use(layers: list, adapter: str | None) -> None:
+    """Make `layers` compute with `adapter` alone (None: with no adapter), leaving requires_grad as it was."""
+    flags = [(p, p.requires_grad) for layer in layers for p in layer.parameters()]
+    for layer in layers:
+        if adapter is None:
+            layer.enable_adapters(False)
+        else:
+            layer.set_adapter(adapter)
+            layer.enable_adapters(True)
+    for p, flag in flags:
+        p.requires_grad_(flag)
+
+
+@contextmanager
+def _switched(layers: list, adapter: str | None) -> Iterator[None]:
+    """Inside the block `layers` compute with `adapter` alone (None: with no adapter); afterwards each
+    layer computes as before (its active adapter or none)."""
+    before = [(layer.active_adapters[:], layer.disable_adapters) for layer in layers]
+    _use(layers, adapter)
+    try:
+        yield
+    finally:
+        for layer, (active, disabled) in zip(layers, before):
+            _use([layer], None if disabled else active[0])
 
 
 class Lora(Feature):
-    """A LoRA adapter in each receiver; its parameters are registered here so that they are trained,
-    checkpointed and loaded with the rest of the model. `plain` switches it off."""
+    """A LoRA adapter of this model in each receiver; its parameters are registered here so that they are
+    trained, checkpointed and loaded with the rest of the model."""
 
     name = "lora"
 
@@ -27,35 +69,33 @@ class Lora(Feature):
         super().__init__()
         from peft import LoraConfig, inject_adapter_in_model
 
-        self.receivers = receivers
+        self.receivers, self.adapters = receivers, {}
         self.weights = nn.ModuleDict()
         for name, receiver in receivers.items():
-            model = receiver.model
-            existing = _lora_layers(model)
-            if existing:   # a receiver reused by a second model in this process: start it afresh (this
-                           # resets the first model's LoRA too: the weights live in the shared receiver)
-                for layer in existing:
-                    layer.reset_lora_parameters(ADAPTER, True)
-                    layer.enable_adapters(True)
-            else:
+            model, adapter = receiver.model, _free_name(receiver.model)
+            with warnings.catch_warnings():   # peft warns when a model gets a second adapter: that is the point
+                warnings.simplefilter("ignore", UserWarning)
                 inject_adapter_in_model(LoraConfig(r=config.rank, lora_alpha=config.alpha,
                                                    lora_dropout=config.dropout, target_modules=list(config.targets),
-                                                   bias="none"), model, adapter_name=ADAPTER)
-            params = nn.ParameterDict({key.replace(".", "__"): p for key, p in model.named_parameters()
-                                       if "lora_" in key and ADAPTER in key})
+                                                   bias="none"), model, adapter_name=adapter)
+            params = nn.ParameterDict({key.replace(adapter, ADAPTER).replace(".", "__"): p
+                                       for key, p in model.named_parameters() if f".{adapter}." in key})
             if not len(params):
                 raise ValueError(f"lora.targets {list(config.targets)} match no module of receiver {name!r}")
             for p in params.values():
                 p.requires_grad_(True)
-            self.weights[name] = params
+            self.weights[name], self.adapters[name] = params, adapter
+            _use(self._layers(name), None)   # the receiver stays itself until this model reads through it
+
+    def _layers(self, receiver: str) -> list:
+        return _lora_layers(self.receivers[receiver].model, self.adapters[receiver])
+
+    @contextmanager
+    def reading(self, receiver: str, embeds: torch.Tensor) -> Iterator[None]:
+        with _switched(self._layers(receiver), self.adapters[receiver]):
+            yield
 
     @contextmanager
     def plain(self, receiver: str) -> Iterator[None]:
-        layers = _lora_layers(self.receivers[receiver].model)
-        for layer in layers:
-            layer.enable_adapters(False)
-        try:
+        with _switched(self._layers(receiver), None):
             yield
-        finally:
-            for layer in layers:
-                layer.enable_adapters(True)

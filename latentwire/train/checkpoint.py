@@ -15,10 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from latentwire.atomic import STAGING_PREFIX, atomic_directory
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, truncated, tampered with or made for another model."""
+from latentwire.errors import CheckpointError
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -64,6 +61,19 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     target = pointer.parent / pointer.read_text().strip()
     return target if (target / "state.json").is_file() else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from itself or from a training out_dir (its newest checkpoint)."""
+    if not path:
+        raise CheckpointError("no checkpoint given: set checkpoint=<dir>")
+    path = Path(path)
+    if (path / "state.json").is_file():
+        return path
+    newest = latest_checkpoint(path)
+    if newest is None:
+        raise CheckpointError(f"no checkpoint in {path}")
+    return newest
 
 
 def read_json(path: Path) -> dict:

@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -16,11 +17,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from latentwire.atomic import atomic_directory
-from latentwire.config import LossConfig
 from latentwire.data.examples import LoadReport, QAExample
 from latentwire.data.loaders import iter_batches
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import AlignmentError, PromptBuilder, format_content
+
+if TYPE_CHECKING:   # config -> tasks -> this module: the config is only read here
+    from latentwire.config import LossConfig
 
 
 @dataclass

@@ -4,14 +4,10 @@ from __future__ import annotations
 import torch
 
 from latentwire.config import LossConfig
-from latentwire.latent_inputs import answer_logits
-from latentwire.llm.loader import Receiver
 from latentwire.losses import k_token_ce, kd_kl
-from latentwire.prompt import PromptBuilder
-from latentwire.shuffle_test import rolled, summarize, target_bits
+from latentwire.shuffle_test import summarize, target_bits
 from latentwire.system import LatentWire
 from latentwire.train.features import TrainItem
-from latentwire.train.tasks import target_length
 
 
 def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,78 +20,61 @@ def pad_targets(targets: list[list[int]], K: int, pad_id: int, device) -> tuple[
     return ids, mask
 
 
-def text_after_ids(system: LatentWire, builder: PromptBuilder, items: list[TrainItem]) -> list[list[int]]:
-    """Per item, the ids a receiver reads after the latent (the question in context-only mode, else [])."""
-    if system.config.loss.objective != "qa":   # span tasks: nothing but the latent
-        return [[] for _ in items]
-    texts = [system.text_after(i.example.question, i.example.context) for i in items]
-    return [builder.encode(t) if t else [] for t in texts]
+def batch_targets(system: LatentWire, items: list[TrainItem]) -> tuple[dict, dict, dict]:
+    """Per receiver: target ids [B, K], their mask [B, K] and the ids each example reads after the latent
+    (the task's text after it, e.g. the question in context-only mode)."""
+    K = system.task.target_length(system.config.loss)
+    targets, masks, after = {}, {}, {}
+    for name, receiver in system.receivers.items():
+        builder = system.builders[name]
+        targets[name], masks[name] = pad_targets([i.targets[name] for i in items], K, builder.stop_ids[0],
+                                                 receiver.device)
+        texts = [system.task.text_after(system, i.example) for i in items]
+        after[name] = [builder.encode(t) if t else [] for t in texts]
+    return targets, masks, after
 
 
-def batch_loss(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiver], builders: dict[str, PromptBuilder],
-               items: list[TrainItem], loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
+               loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (scalar) and its parts per receiver for one micro-batch of items.
 
     `system` may be the LatentWire model or its distributed wrapper: only its forward is called.
     """
-    per_receiver = system([item.features for item in items])                    # {name: [B, M_r, d]}
     core = getattr(system, "module", system)                                    # unwrapped from DDP
-    features = core.features
-    total, parts = next(iter(per_receiver.values())).new_zeros(()), {}
-    for name, receiver in receivers.items():
-        device = receiver.device
-        pad = builders[name].stop_ids[0]
-        targets, mask = pad_targets([item.targets[name] for item in items], target_length(core.config), pad, device)
-        embeds = per_receiver[name].to(device)
-        after = text_after_ids(core, builders[name], items)
-        with features.reading(name, embeds):
-            logits = answer_logits(receiver, builders[name], embeds, targets,
-                                   features.kv_entries(name, embeds), after)      # [B, K, V]
-        ce = k_token_ce(logits, targets, mask, loss.first_token_weight)
+    targets, masks, after = batch_targets(core, items)
+    shuffle = loss.shuffle_weight > 0 and len(items) >= 2
+    logits = system([item.features for item in items], targets, after,
+                    ("own", "shuffled") if shuffle else ("own",))               # {name: {condition: [B, K, V]}}
+    total, parts = next(iter(logits.values()))["own"].new_zeros(()), {}
+    for name, read in logits.items():
+        own, ids, mask = read["own"], targets[name], masks[name]
+        ce = k_token_ce(own, ids, mask, loss.first_token_weight)
         total = total + loss.ce_weight * ce
         parts[f"{name}/ce"] = ce.item()
-        parts[f"{name}/first_tok_acc"] = (logits[:, 0].argmax(-1) == targets[:, 0]).float().mean().item()
+        parts[f"{name}/first_tok_acc"] = (own[:, 0].argmax(-1) == ids[:, 0]).float().mean().item()
         if loss.kd_weight > 0 and all(name in item.teacher for item in items):
-            top_ids = torch.stack([item.teacher[name][0] for item in items]).to(device)
-            top_logits = torch.stack([item.teacher[name][1] for item in items]).to(device)
-            kd = kd_kl(logits, top_ids, top_logits, mask, loss.kd_tau)
+            top_ids = torch.stack([item.teacher[name][0] for item in items]).to(own.device)
+            top_logits = torch.stack([item.teacher[name][1] for item in items]).to(own.device)
+            kd = kd_kl(own, top_ids, top_logits, mask, loss.kd_tau)
             total = total + loss.kd_weight * kd
             parts[f"{name}/kd"] = kd.item()
-        if loss.shuffle_weight > 0 and len(items) >= 2:
-            other = rolled(embeds)   # each example read with the next one's latent
-            with features.reading(name, other):
-                shuffled = answer_logits(receiver, builders[name], other, targets,
-                                         features.kv_entries(name, other), after)
-            gap = target_bits(shuffled, targets, mask) - target_bits(logits, targets, mask)      # [B] bits
-            penalty = torch.relu(loss.shuffle_margin - gap).mean()
-            total = total + loss.shuffle_weight * penalty
+        if shuffle:   # each example read with another one's latent: a hinge on the gap in bits
+            gap = target_bits(read["shuffled"], ids, mask) - target_bits(own, ids, mask)      # [B] bits
+            total = total + loss.shuffle_weight * torch.relu(loss.shuffle_margin - gap).mean()
             parts[f"{name}/shuffle_gap"] = gap.mean().item()
     return total, parts
 
 
 @torch.no_grad()
-def shuffle_test_bits(system: LatentWire | torch.nn.Module, receivers: dict[str, Receiver],
-                      builders: dict[str, PromptBuilder], items: list[TrainItem], loss: LossConfig) -> dict[str, float]:
+def shuffle_test_bits(system: LatentWire | torch.nn.Module, items: list[TrainItem]) -> dict[str, float]:
     """The shuffled-latent test on one batch (needs >= 2 items): per receiver `name/bits_specific`,
     `name/bits_prior` (and the three NLLs) of the first K answer tokens."""
     core = getattr(system, "module", system)
-    per_receiver = core([item.features for item in items])
+    targets, masks, after = batch_targets(core, items)   # each example keeps its own question text
+    logits = core([item.features for item in items], targets, after, ("own", "shuffled", "none"))
     out: dict[str, float] = {}
-    for name, receiver in receivers.items():
-        device, builder = receiver.device, builders[name]
-        targets, mask = pad_targets([item.targets[name] for item in items], target_length(core.config),
-                                    builder.stop_ids[0], device)
-        embeds = per_receiver[name].to(device)
-        after = text_after_ids(core, builder, items)   # each example keeps its own question text
-
-        def bits(latent: torch.Tensor) -> torch.Tensor:
-            if latent.shape[1] == 0:   # no latent: prefix (+ question) + anchor, nothing for features to read
-                return target_bits(answer_logits(receiver, builder, latent, targets, None, after), targets, mask)
-            with core.features.reading(name, latent):
-                logits = answer_logits(receiver, builder, latent, targets, core.features.kv_entries(name, latent),
-                                       after)
-            return target_bits(logits, targets, mask)
-
-        result = summarize(bits(embeds), bits(rolled(embeds)), bits(embeds[:, :0]))
+    for name, read in logits.items():
+        bits = {c: target_bits(read[c], targets[name], masks[name]) for c in read}
+        result = summarize(bits["own"], bits["shuffled"], bits["none"])
         out.update({f"{name}/{key}": value for key, value in result.items()})
     return out

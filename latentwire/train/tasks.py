@@ -1,70 +1,144 @@
-"""Training tasks: what the latent is made from and what the receiver must produce from it.
+"""Training tasks, one registry: what the latent is made from and what a receiver must produce from it.
 
-    qa              latent of question + context (or context alone), target = the answer's first K tokens
+    qa              latent of question + context (or the context alone), target = the answer's first K tokens
     reconstruction  latent of a span of the context, target = the same span (ICAE's pretraining)
     continuation    latent of a span, target = the span that follows it
 
-A span is `loss.span_tokens` tokens of the context under the first receiver's tokenizer, taken as
-text, so that every receiver is asked for the same text in its own tokens.
+Each task declares its receiver prompt, its target length, how its training items are built and the
+text a receiver reads right after the latent. `loss.objective` names one of `TASKS`; nothing outside
+this module tests it. A span is `loss.span_tokens` tokens of the context under the first receiver's
+tokenizer, taken as text, so that every receiver is asked for the same text in its own tokens.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from latentwire.config import Config, PromptConfig
 from latentwire.data.examples import LoadReport, QAExample
-from latentwire.prompt import AlignmentError, PromptBuilder
-from latentwire.train.features import TrainItem
+from latentwire.errors import AlignmentError
+from latentwire.train.features import TrainItem, build_items
 
-SPAN_PROMPTS = {
-    "reconstruction": ("Repeat the text word for word.", "Text:"),
-    "continuation": ("Continue the text.", "Continuation:"),
-}
+if TYPE_CHECKING:   # config -> this registry: the config is only read here
+    from latentwire.config import Config, LossConfig, PromptConfig
 
 
-def task_prompt(config: Config) -> PromptConfig:
-    """The receiver prompt of the configured task (the QA prompt, or the span task's own)."""
-    if config.loss.objective == "qa":
+class Task:
+    """One training task; subclasses set `name` and override what differs."""
+
+    name = ""
+
+    def problems(self, config: Config) -> list[str]:
+        """Why `config` cannot run this task (checked when the config is read)."""
+        return []
+
+    def prompt(self, config: Config) -> PromptConfig:
+        """The receiver prompt (instruction and anchor) of this task."""
         return config.prompt
-    instruction, anchor = SPAN_PROMPTS[config.loss.objective]
-    return replace(config.prompt, instruction=instruction, anchor=anchor)
+
+    def target_length(self, loss: LossConfig) -> int:
+        """Target tokens scored per example."""
+        return loss.K
+
+    def text_after(self, system, example: QAExample) -> str:
+        """The text a receiver reads right after the latent (nothing, unless the task says otherwise)."""
+        return ""
+
+    def build_items(self, examples: list[QAExample], system, config: Config,
+                    progress: bool = True) -> tuple[list[TrainItem], LoadReport]:
+        """Training items of `examples` for `system` (a LatentWire model), and what was skipped."""
+        raise NotImplementedError
 
 
-def target_length(config: Config) -> int:
-    """Target tokens scored per example: loss.K for qa, up to span_tokens + a margin for span tasks
-    (another tokenizer may need a few more tokens for the same text)."""
-    return config.loss.K if config.loss.objective == "qa" else config.loss.span_tokens + 16
+class QATask(Task):
+    """Latent of the prompt (or the context alone), target = the answer, optional KD from the text teacher."""
+
+    name = "qa"
+
+    def text_after(self, system, example: QAExample) -> str:
+        return system.text_after(example.question, example.context)   # the question, context-only mode
+
+    def build_items(self, examples, system, config, progress=True):
+        with contextlib.ExitStack() as alone:   # the text teacher is the frozen receiver, features off
+            for name in system.receivers:
+                alone.enter_context(system.features.plain(name))
+            return build_items(examples, system.featurize, system.receivers, system.builders, config.loss,
+                               progress=progress)
+
+
+class SpanTask(Task):
+    """Latent of a span of the context; the receiver produces a span (`spans` of them are read)."""
+
+    instruction, anchor, spans = "", "", 1
+
+    def problems(self, config):
+        return ["loss.span_tokens must be >= 2"] if config.loss.span_tokens < 2 else []
+
+    def prompt(self, config):
+        return replace(config.prompt, instruction=self.instruction, anchor=self.anchor)
+
+    def target_length(self, loss):
+        return loss.span_tokens + 16   # another tokenizer may need a few more tokens for the same text
+
+    def texts(self, ids: list[int], decode, span_tokens: int) -> tuple[str, str]:
+        """(text the latent is made from, text the receiver must produce) from the context's ids."""
+        raise NotImplementedError
+
+    def span_texts(self, context: str, tokenizer, span_tokens: int) -> tuple[str, str] | None:
+        """(source text, target text) of `context`, or None if it is too short."""
+        ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        if len(ids) < span_tokens * self.spans:
+            return None
+        return self.texts(ids, lambda part: tokenizer.decode(part).strip(), span_tokens)
+
+    def build_items(self, examples, system, config, progress=True):
+        report, items = LoadReport(), []
+        first = next(iter(system.builders.values())).tokenizer
+        length = self.target_length(config.loss)
+        for example in examples:
+            texts = self.span_texts(example.context, first, config.loss.span_tokens)
+            if texts is None:
+                report.skip("context shorter than the span", example.id)
+                continue
+            source, target = texts
+            try:
+                targets = {name: b.answer_ids("", target)[:length] for name, b in system.builders.items()}
+            except AlignmentError as error:
+                report.skip(f"span alignment: {str(error)[:80]}", example.id)
+                continue
+            items.append(TrainItem(example, system.featurize_text(source), targets))
+            report.kept += 1
+        return items, report
+
+
+class ReconstructionTask(SpanTask):
+    """The receiver regenerates the span the latent carries."""
+
+    name, instruction, anchor = "reconstruction", "Repeat the text word for word.", "Text:"
+
+    def texts(self, ids, decode, span_tokens):
+        first = decode(ids[:span_tokens])
+        return first, first
+
+
+class ContinuationTask(SpanTask):
+    """The latent carries one span; the receiver produces the span that follows it."""
+
+    name, instruction, anchor, spans = "continuation", "Continue the text.", "Continuation:", 2
+
+    def texts(self, ids, decode, span_tokens):
+        return decode(ids[:span_tokens]), decode(ids[span_tokens:2 * span_tokens])
+
+
+TASKS: dict[str, Task] = {task.name: task for task in (QATask(), ReconstructionTask(), ContinuationTask())}
+
+
+def task_of(config: Config) -> Task:
+    """The task `config.loss.objective` names."""
+    return TASKS[config.loss.objective]
 
 
 def span_texts(context: str, tokenizer, span_tokens: int, objective: str) -> tuple[str, str] | None:
-    """(text the latent is made from, text the receiver must produce), or None if the context is too short."""
-    ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-    need = span_tokens * (2 if objective == "continuation" else 1)
-    if len(ids) < need:
-        return None
-    first = tokenizer.decode(ids[:span_tokens]).strip()
-    if objective == "reconstruction":
-        return first, first
-    return first, tokenizer.decode(ids[span_tokens:2 * span_tokens]).strip()
-
-
-def build_span_items(examples: list[QAExample], featurize_text, builders: dict[str, PromptBuilder],
-                     config: Config) -> tuple[list[TrainItem], LoadReport]:
-    """TrainItems of a span task: features of the source span, per receiver the target span's ids."""
-    report, items = LoadReport(), []
-    first = next(iter(builders.values())).tokenizer
-    length = target_length(config)
-    for example in examples:
-        texts = span_texts(example.context, first, config.loss.span_tokens, config.loss.objective)
-        if texts is None:
-            report.skip("context shorter than the span", example.id)
-            continue
-        source, target = texts
-        try:
-            targets = {name: b.answer_ids("", target)[:length] for name, b in builders.items()}
-        except AlignmentError as error:
-            report.skip(f"span alignment: {str(error)[:80]}", example.id)
-            continue
-        items.append(TrainItem(example, featurize_text(source), targets))
-        report.kept += 1
-    return items, report
+    """(text the latent is made from, text the receiver must produce) of span task `objective`, or None
+    if the context is too short."""
+    return TASKS[objective].span_texts(context, tokenizer, span_tokens)

@@ -5,8 +5,6 @@ function of (seed, step), so a resumed run sees exactly the batches an uninterru
 """
 from __future__ import annotations
 
-import contextlib
-import copy
 import functools
 import json
 import math
@@ -16,25 +14,25 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from tqdm import tqdm
 
 from latentwire.atomic import trim_partial_line
 from latentwire.config import Config
 from latentwire.data.loaders import load_examples
-from latentwire.encoders import ENCODERS
-from latentwire.llm.loader import Receiver, load_receiver
-from latentwire.prompt import PromptBuilder
-from latentwire.system import LatentWire
-from latentwire.train.checkpoint import (latest_checkpoint, load_model_weights, load_optimizer, read_json,
-                                         remove_partial_writes, save_checkpoint)
-from latentwire.train.features import TrainItem, build_items, items_key, load_items, save_items
+from latentwire.errors import TrainingError
+from latentwire.llm.loader import Receiver
+from latentwire.system import LatentWire, build_system
+from latentwire.train.checkpoint import (
+    latest_checkpoint,
+    load_model_weights,
+    load_optimizer,
+    read_json,
+    remove_partial_writes,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from latentwire.train.features import TrainItem, items_key, load_items, save_items
 from latentwire.train.objective import batch_loss, shuffle_test_bits
-from latentwire.train.tasks import build_span_items, task_prompt
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (too many non-finite steps, no usable data)."""
 
 
 def learning_rate(step: int, config: Config) -> float:
@@ -107,7 +105,7 @@ def run_summary(out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _shuffle_test(system, receivers, builders, items: list[TrainItem], step: int, config: Config) -> dict:
+def _shuffle_test(system, items: list[TrainItem], step: int, config: Config) -> dict:
     """bits_specific / bits_prior per receiver on the examples of step `step` (at least 2 of them)."""
     batch = micro_batch(items, step, 0, config)
     if len(batch) < 2:
@@ -115,136 +113,153 @@ def _shuffle_test(system, receivers, builders, items: list[TrainItem], step: int
     was_training = system.training
     system.eval()
     try:
-        return shuffle_test_bits(system, receivers, builders, batch, config.loss)
+        return shuffle_test_bits(system, batch)
     finally:
         system.train(was_training)
 
 
-def make_builders(config: Config, receivers: dict[str, Receiver]) -> dict[str, PromptBuilder]:
-    """One prompt builder per receiver for the configured task."""
-    return {name: PromptBuilder(r.tokenizer, task_prompt(config), name) for name, r in receivers.items()}
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
-def setup(config: Config, receivers: dict[str, Receiver] | None = None, device: torch.device | None = None):
-    """Load receivers, builders and the source LM, build the LatentWire model (untrained)."""
-    loaded = dict(receivers or {})
-    for spec in config.receivers:
-        if spec.name not in loaded:
-            loaded[spec.name] = load_receiver(spec.model, spec.name, spec.dtype)
-    if device is not None:
-        for receiver in loaded.values():
-            receiver.model.to(device)
-    builders = make_builders(config, loaded)
-    source = None
-    if ENCODERS[config.encoder.kind].frozen_features:   # the encoder reads a frozen source LM
-        source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None)
-        if source is not None and config.features.lora.enabled:
-            source = copy.deepcopy(source)   # LoRA goes into the receivers; the encoder reads the plain model
-        source = source or load_receiver(config.encoder.source_model, "source")
-        if device is not None:
-            source.model.to(device)
-    set_seed(config.train.seed)
-    system = LatentWire(config, {s.name: loaded[s.name] for s in config.receivers}, source)
-    return system, {s.name: loaded[s.name] for s in config.receivers}, builders
-
-
-def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,
-          stop_after: int | None = None) -> Path:
-    """Train per `config`; returns the newest checkpoint directory. `stop_after` ends early (tests)."""
+def training_items(config: Config, system: LatentWire, accelerator: Accelerator, out: Path,
+                   progress: bool) -> tuple[list[TrainItem], dict, dict]:
+    """(items, what building them skipped, what loading the data skipped): the task's training items,
+    built once by the main process into out/features (reused while their key matches) and read by all."""
     t = config.train
-    accelerator = Accelerator(mixed_precision=t.mixed_precision)
-    system, receivers, builders = setup(config, receivers, accelerator.device)
-    out = Path(t.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if accelerator.is_main_process:
-        remove_partial_writes(out)
-        for log in ("log.jsonl", "examples.jsonl"):
-            trim_partial_line(out / log)
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
     key, cache = items_key(config.to_dict()), out / "features"
     with accelerator.main_process_first():  # the main process builds the cache; the others then read it
         items = load_items(examples, cache, key)
         if items is None:
-            with contextlib.ExitStack() as alone:  # the text teacher is the frozen receiver, features off
-                for name in receivers:
-                    alone.enter_context(system.features.plain(name))
-                if config.loss.objective == "qa":
-                    items, item_report = build_items(examples, system.featurize, receivers, builders, config.loss,
-                                                     progress=progress and accelerator.is_main_process)
-                else:
-                    items, item_report = build_span_items(examples, system.featurize_text, builders, config)
-            item_report = item_report.as_dict()
+            items, report = system.task.build_items(examples, system, config,
+                                                    progress=progress and accelerator.is_main_process)
+            item_report = report.as_dict()
             if accelerator.is_main_process:
                 save_items(items, cache, key, item_report)
         else:
             item_report = json.loads((cache / "items.json").read_text())["report"]
     if not items:
         raise TrainingError(f"no usable training examples: {item_report['skipped']}")
+    return items, item_report, data_report.as_dict()
+
+
+def make_optimizer(system: LatentWire, config: Config) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, after freezing those under train.freeze's prefixes."""
+    t = config.train
     for name, p in system.named_parameters():
         if any(name.startswith(prefix) for prefix in t.freeze):
             p.requires_grad_(False)
     trainable = [p for p in system.parameters() if p.requires_grad]
     if not trainable:
         raise TrainingError(f"train.freeze={t.freeze} leaves nothing to train")
-    optimizer = torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
-    step, bad_steps = 0, 0
+    return torch.optim.AdamW(trainable, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Path, config: Config) -> tuple[int, int]:
+    """(step, bad steps) to go on from: the newest checkpoint in `out` (weights and optimizer state), else
+    step 0 from train.init_from's weights (a pretraining stage) or from the initialisation."""
     resume = latest_checkpoint(out)
-    if resume is None and t.init_from:   # a new run started from another run's weights (e.g. pretraining)
-        from latentwire.train.load import resolve_checkpoint
-        load_model_weights(system, resolve_checkpoint(t.init_from))
-    if resume is not None:
-        state = read_json(resume / "state.json")
-        load_model_weights(system, resume)
+    if resume is None:
+        if config.train.init_from:
+            load_model_weights(system, resolve_checkpoint(config.train.init_from))
+        return 0, 0
+    state = read_json(resume / "state.json")
+    load_model_weights(system, resume)
+    if optimizer is not None:
         load_optimizer(optimizer, resume, state["param_groups"])
-        step, bad_steps = state["step"], state.get("bad_steps", 0)
+    return state["step"], state.get("bad_steps", 0)
+
+
+def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[TrainItem], step: int,
+                   config: Config) -> tuple[float, dict, float, bool]:
+    """One optimizer step over train.grad_accum micro-batches: (loss, its parts, gradient norm, whether the
+    update was applied: a non-finite loss or gradient skips it)."""
+    t = config.train
+    torch.manual_seed(t.seed * 7919 + step)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(step, config)
+    parts: dict[str, float] = {}
+    total = 0.0
+    for micro in range(t.grad_accum):
+        batch = micro_batch(items, step, micro, config, accelerator.process_index, accelerator.num_processes)
+        with accelerator.autocast():
+            loss, parts = batch_loss(system, batch, config.loss)
+        accelerator.backward(loss / t.grad_accum)
+        total += loss.item() / t.grad_accum
+    norm = float(accelerator.clip_grad_norm_(system.parameters(), t.clip))
+    finite = math.isfinite(total) and math.isfinite(norm)
+    if finite:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, parts, norm, finite
+
+
+def save(out: Path, step: int, model: LatentWire, optimizer, bad_steps: int, config: Config) -> Path:
+    """Checkpoint `step` of `model` (with the optimizer state, when there is one)."""
+    return save_checkpoint(out, step, model, optimizer, {"bad_steps": bad_steps,
+                                                          "checkpoint_id": model.checkpoint_id().hex()},
+                           config.to_dict())
+
+
+def initial_checkpoint(config: Config, receivers: dict[str, Receiver] | None = None) -> Path:
+    """train.steps = 0: the model as it starts (train.init_from's weights, or the initialisation) written as
+    checkpoint step-000000 of train.out_dir, unless one exists there; returns the newest checkpoint."""
+    out = Path(config.train.out_dir)
+    if latest_checkpoint(out) is None:
+        system = build_system(config, receivers)
+        restore(system, None, out, config)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        save(out, 0, system, make_optimizer(system, config), 0, config)
+    return latest_checkpoint(out)
+
+
+def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,
+          stop_after: int | None = None) -> Path:
+    """Train per `config`; returns the newest checkpoint directory. `stop_after` ends early (tests)."""
+    t, out = config.train, Path(config.train.out_dir)
+    if t.steps == 0:
+        return initial_checkpoint(config, receivers)
+    accelerator = Accelerator(mixed_precision=t.mixed_precision)
+    system = build_system(config, receivers, accelerator.device)
+    main = accelerator.is_main_process
+    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        remove_partial_writes(out)
+        for log in ("log.jsonl", "examples.jsonl"):
+            trim_partial_line(out / log)
+    items, item_report, data_report = training_items(config, system, accelerator, out, progress)
+    optimizer = make_optimizer(system, config)
+    step, bad_steps = restore(system, optimizer, out, config)
     system, optimizer = accelerator.prepare(system, optimizer)
     model = accelerator.unwrap_model(system)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    (out / "data_report.json").write_text(json.dumps({"data": data_report.as_dict(),
-                                                      "alignment": item_report}, indent=2))
-    if step == 0 and accelerator.is_main_process:   # the shuffled-latent test before any update
-        with open(out / "log.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": 0, **_shuffle_test(system, receivers, builders, items, 0, config)}) + "\n")
-    bar = tqdm(total=t.steps, initial=step, desc="train", disable=not (progress and accelerator.is_main_process))
+    (out / "data_report.json").write_text(json.dumps({"data": data_report, "alignment": item_report}, indent=2))
+    if step == 0 and main:   # the shuffled-latent test before any update
+        _append(out / "log.jsonl", {"step": 0, **_shuffle_test(model, items, 0, config)})
+    bar = tqdm(total=t.steps, initial=step, desc="train", disable=not (progress and main))
     while step < t.steps and (stop_after is None or step < stop_after):
         started = time.perf_counter()
-        torch.manual_seed(t.seed * 7919 + step)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config)
-        parts: dict[str, float] = {}
-        total = 0.0
-        for micro in range(t.grad_accum):
-            batch = micro_batch(items, step, micro, config, accelerator.process_index, accelerator.num_processes)
-            with accelerator.autocast():
-                loss, parts = batch_loss(system, receivers, builders, batch, config.loss)
-            accelerator.backward(loss / t.grad_accum)
-            total += loss.item() / t.grad_accum
-        norm = accelerator.clip_grad_norm_(system.parameters(), t.clip)
-        if math.isfinite(total) and torch.isfinite(torch.as_tensor(norm)).item():
-            optimizer.step()
-        else:
-            bad_steps += 1
-            if bad_steps > t.max_bad_steps:
-                raise TrainingError(f"stopped: {bad_steps} steps with a non-finite loss or gradient "
-                                    f"(train.max_bad_steps={t.max_bad_steps})")
-        optimizer.zero_grad(set_to_none=True)
-        if accelerator.is_main_process:
+        total, parts, norm, applied = optimizer_step(system, optimizer, accelerator, items, step, config)
+        bad_steps += not applied
+        if bad_steps > t.max_bad_steps:
+            raise TrainingError(f"stopped: {bad_steps} steps with a non-finite loss or gradient "
+                                f"(train.max_bad_steps={t.max_bad_steps})")
+        if main:
             _record_examples(out / "examples.jsonl", step, items, config, accelerator.num_processes)
         step += 1
         bar.update(1)
-        if accelerator.is_main_process and (step % t.log_every == 0 or step == t.steps):
-            seconds = time.perf_counter() - started
-            shuffle = _shuffle_test(system, receivers, builders, items, step, config)
-            record = {"step": step, "loss": total, "lr": learning_rate(step - 1, config), "grad_norm": float(norm),
-                      "bad_steps": bad_steps, "sec_per_step": seconds, **parts, **shuffle}
-            with open(out / "log.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        if main and (step % t.log_every == 0 or step == t.steps):
+            _append(out / "log.jsonl", {"step": step, "loss": total, "lr": learning_rate(step - 1, config),
+                                        "grad_norm": norm, "bad_steps": bad_steps,
+                                        "sec_per_step": time.perf_counter() - started, **parts,
+                                        **_shuffle_test(model, items, step, config)})
             bar.set_postfix(loss=f"{total:.3f}")
-        if accelerator.is_main_process and (step % t.save_every == 0 or step == t.steps):
-            save_checkpoint(out, step, model, optimizer, {"bad_steps": bad_steps,
-                                                          "checkpoint_id": model.checkpoint_id().hex()},
-                            config.to_dict())
+        if main and (step % t.save_every == 0 or step == t.steps):
+            save(out, step, model, optimizer, bad_steps, config)
         accelerator.wait_for_everyone()
     bar.close()
     return latest_checkpoint(out)

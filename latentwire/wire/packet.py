@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from latentwire.errors import PacketError
 from latentwire.wire.quantize import (
     BIT_WIDTHS,
     MAX_GROUP_SIZE,
@@ -51,10 +52,6 @@ _HEADER = struct.Struct("<4sBBHHH8sI")
 HEADER_SIZE = _HEADER.size  # 24
 CRC_SIZE = 4
 _MAX_DIM = 0xFFFF
-
-
-class PacketError(ValueError):
-    """A byte string that is not a valid LatentWire packet."""
 
 
 def _payload_size(m: int, d: int, bits: int, group_size: int) -> int:
@@ -104,9 +101,17 @@ def _check_latent(q: QuantizedLatent) -> None:
     _check_dims(m, d, ValueError)
     if q.codes.numel() != m * d:
         raise ValueError(f"codes hold {q.codes.numel()} values, shape {q.shape} needs {m * d}")
-    if q.bits != 16:
+    if q.bits == 16:
+        if not torch.isfinite(q.codes.detach().half()).all():
+            raise ValueError("float16 values must be finite (|x| <= 65504): the receiver refuses NaN and inf")
+    else:
         if q.scales is None or q.scales.numel() != q.n_groups:
             raise ValueError(f"expected {q.n_groups} scales for {m * d} values in groups of {q.group_size}")
+        scales = q.scales.detach().half()
+        if not torch.isfinite(scales).all() or (scales < 0).any():
+            raise ValueError("scales must be finite, non-negative float16 values: the receiver refuses others")
+        if q.codes.is_floating_point() and not torch.equal(q.codes, q.codes.round()):
+            raise ValueError("codes must be whole numbers")
         qmax = qmax_for(q.bits)
         if q.codes.numel() and int(q.codes.to(torch.int64).abs().max()) > qmax:
             raise ValueError(f"codes exceed +-{qmax} for {q.bits}-bit quantisation")
@@ -193,8 +198,10 @@ def _decode_payload(data: bytes, bits: int, group_size: int, m: int, d: int) -> 
 
 def unpack(data: bytes, expected_checkpoint_id: bytes | None = None) -> QuantizedLatent:
     """Parse an untrusted packet into a QuantizedLatent ([M, d] latent); PacketError if malformed."""
-    if expected_checkpoint_id is not None and len(expected_checkpoint_id) != CHECKPOINT_ID_SIZE:
-        raise ValueError(f"expected checkpoint id must be exactly {CHECKPOINT_ID_SIZE} bytes")
+    if expected_checkpoint_id is not None and (not isinstance(expected_checkpoint_id, (bytes, bytearray, memoryview))
+                                               or len(expected_checkpoint_id) != CHECKPOINT_ID_SIZE):
+        raise ValueError(f"expected checkpoint id must be exactly {CHECKPOINT_ID_SIZE} bytes, got "
+                         f"{type(expected_checkpoint_id).__name__} {expected_checkpoint_id!r:.40}")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PacketError(f"packet must be bytes, got {type(data).__name__}")
     data = bytes(data)

@@ -5,10 +5,13 @@ groups of `group_size` values (the last group is zero-padded). Each group gets o
 stored as float16, and each value one signed integer code in [-qmax, qmax] with
 qmax = 2**(bits-1) - 1. Bit width 16 means plain float16 values and no scales.
 
-The scale is max|x| / qmax rounded *up* to the next float16 (and capped at the largest
-finite float16), so no code ever needs clipping and the reconstruction error of every
-value is at most scale / 2. `fake_quantize` uses the very same arithmetic, so a model
-trained with it sees bit-for-bit what the wire delivers.
+The scale is max|x| / qmax rounded *up* to the next float16, so no code ever needs
+clipping and the reconstruction error of every value is at most scale / 2. `quantize`
+therefore refuses a latent with a value beyond `max_value(bits)` (qmax x 65504, the
+largest float16 scale; 65504 itself for bits=16) instead of clipping it. `fake_quantize`,
+the training-time twin, never raises: it caps the scale at the largest float16 (and
+saturates float16 values) and is otherwise the very same arithmetic, so a model trained
+with it sees bit-for-bit what the wire delivers.
 """
 from __future__ import annotations
 
@@ -56,6 +59,11 @@ def check_params(bits: int, group_size: int) -> None:
 def qmax_for(bits: int) -> int:
     """Largest code magnitude for an integer bit width: 2**(bits-1) - 1."""
     return 2 ** (bits - 1) - 1
+
+
+def max_value(bits: int) -> float:
+    """Largest magnitude a latent value may have at `bits` without clipping: 65504 for float16, else qmax x 65504."""
+    return FP16_MAX if bits == 16 else qmax_for(bits) * FP16_MAX
 
 
 def n_groups(n_values: int, group_size: int) -> int:
@@ -108,6 +116,10 @@ def quantize(z: Tensor, bits: int, group_size: int) -> QuantizedLatent:
         raise ValueError(f"latent must have shape [M, d] with M, d >= 1, got {tuple(z.shape)}")
     if not torch.isfinite(z).all():
         raise ValueError("latent contains NaN or infinite values")
+    largest = float(z.detach().abs().max())
+    if largest > max_value(bits):
+        raise ValueError(f"latent value of magnitude {largest:.6g} is beyond the largest a {bits}-bit packet carries "
+                         f"without clipping ({max_value(bits):.6g}); scale the latent down or use more bits")
     m, d = z.shape
     z = z.detach()
     if bits == 16:

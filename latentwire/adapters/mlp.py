@@ -1,4 +1,4 @@
-"""Per-receiver adapters: latent [B, M, d_z] -> receiver embeddings [B, M, d_model], RMS-calibrated."""
+"""The MLP adapter: latent [B, M, d_z] -> receiver embeddings [B, M, d_model], then per-example RMS calibration."""
 from __future__ import annotations
 
 import torch
