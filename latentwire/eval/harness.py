@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
@@ -13,17 +12,18 @@ from tqdm import tqdm
 from latentwire.config import Config
 from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches, load_examples
-from latentwire.eval.generation import generate_and_score, greedy_decode
+from latentwire.eval.generation import generate_and_score
 from latentwire.eval.joint import joint_row
-from latentwire.eval.methods import METHODS, MethodContext, PromptInput, latent_prompt
+from latentwire.eval.methods import METHODS, MethodContext, PromptInput
 from latentwire.eval.report import markdown_table
 from latentwire.eval.rundir import RunFolder, row_key
-from latentwire.eval.squad_metrics import best_em_f1
+from latentwire.eval.controls import shuffle_test, shuffled_answers
+from latentwire.eval.diagnostics import diagnostics
+from latentwire.eval.squad_metrics import best_em_f1, clean_prediction
 from latentwire.eval.summary import derived_rows
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.prompt import PromptBuilder
 from latentwire.provenance import code_commit
-from latentwire.shuffle_test import LN2, summarize
 from latentwire.train.load import load_trained
 
 
@@ -34,11 +34,6 @@ class MethodRun:
 
     row: dict
     predictions: list[dict] = field(default_factory=list)
-
-
-def clean_prediction(text: str) -> str:
-    """The generated answer up to its first line break, stripped."""
-    return text.strip().split("\n")[0].strip()
 
 
 def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManager:
@@ -92,63 +87,6 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     for p in predictions:
         p.update(receiver=receiver.name, method=method, M=budget, bits=bits)
     return MethodRun(row=row, predictions=predictions)
-
-
-def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], gold_ids: list[list[int]],
-                 own_nll: list[list[float]], batch_size: int, pad_id: int) -> dict[str, float]:
-    """The shuffled-latent test on the gold answers (see latentwire.shuffle_test): example i scored
-    with its own latent (`own_nll`, nats per token), with example i-1's latent, and with none (each
-    keeping its own question text in context-only mode), all read through the trained receiver features."""
-    n = len(prompts)
-    nothing = prompts[0].latent_embeds[:0]
-    conditions = {"shuffled": ([latent_prompt(ctx, prompts[(i - 1) % n].latent_embeds, prompts[i].after_ids)
-                                for i in range(n)], ctx.features),
-                  "none": ([latent_prompt(ctx, nothing, prompts[i].after_ids) for i in range(n)], ctx.features)}
-    bits = {"own": torch.tensor([sum(x) / LN2 for x in own_nll])}
-    for condition, (inputs, features) in conditions.items():
-        values = [0.0] * n
-        for batch in iter_batches(list(range(n)), batch_size):
-            out = generate_and_score(ctx.receiver, [inputs[i] for i in batch], [gold_ids[i] for i in batch], 1,
-                                     ctx.builder.stop_ids, pad_id, features)
-            for j, i in enumerate(batch):
-                values[i] = sum(out.answer_nll[j]) / LN2
-        bits[condition] = torch.tensor(values)
-    return summarize(bits["own"], bits["shuffled"], bits["none"])
-
-
-def shuffled_answers(ctx: MethodContext, prompts: list[PromptInput], examples: list[QAExample],
-                     max_new_tokens: int, batch_size: int, pad_id: int) -> dict[str, float]:
-    """EM/F1 of the answers generated for example i from example i-1's latent (its own question text
-    kept in context-only mode): {"em_shuffled", "f1_shuffled"}."""
-    n = len(prompts)
-    inputs = [latent_prompt(ctx, prompts[(i - 1) % n].latent_embeds, prompts[i].after_ids) for i in range(n)]
-    scores = []
-    for batch in iter_batches(list(range(n)), batch_size):
-        out = greedy_decode(ctx.receiver, [inputs[i] for i in batch], max_new_tokens, ctx.builder.stop_ids, pad_id,
-                            ctx.features)
-        for j, i in enumerate(batch):
-            text = ctx.receiver.tokenizer.decode(out.generated[j], skip_special_tokens=True)
-            scores.append(best_em_f1(clean_prediction(text), examples[i].answers))
-    return {"em_shuffled": sum(s[0] for s in scores) / n, "f1_shuffled": sum(s[1] for s in scores) / n}
-
-
-def diagnostics(prompts: list[PromptInput], predictions: list[dict], tokenizer) -> dict:
-    """Collapse checks: first generated token histogram (top 5) and, for latents, wire bytes and the
-    mean pairwise cosine similarity of latents across examples."""
-    firsts = Counter(tokenizer.decode(p["generated_ids"][:1]) for p in predictions)
-    out = {"first_token_top5": [[token, count / len(predictions)] for token, count in firsts.most_common(5)]}
-    latents = [p.latent.flatten().float() for p in prompts if p.latent is not None]
-    if latents:
-        unit = torch.nn.functional.normalize(torch.stack(latents), dim=-1)
-        similarity = unit @ unit.T
-        n = len(latents)
-        out["latent_cosine"] = ((similarity.sum() - n) / max(1, n * (n - 1))).item()
-        out["wire_bytes"] = sum(p.wire_bytes for p in prompts) / len(prompts)
-        slots = prompts[0].latent.shape[0]
-        out["seq_compression"] = sum(p.content_tokens for p in prompts) / len(prompts) / slots
-        out["wire_compression"] = sum(p.text_bytes / p.wire_bytes for p in prompts) / len(prompts)
-        out["wire_compression_zstd"] = sum(p.text_bytes_zstd / p.wire_bytes for p in prompts) / len(prompts)
-    return out
 
 
 def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generated: list[int],

@@ -34,3 +34,8 @@ def f1(prediction: str, gold: str) -> float:
 def best_em_f1(prediction: str, golds: tuple[str, ...] | list[str]) -> tuple[float, float]:
     """(EM, F1) of `prediction`, each the maximum over all gold answers."""
     return max(exact_match(prediction, g) for g in golds), max(f1(prediction, g) for g in golds)
+
+
+def clean_prediction(text: str) -> str:
+    """The generated answer up to its first line break, stripped."""
+    return text.strip().split("\n")[0].strip()
