@@ -17,6 +17,7 @@ import yaml
 
 from latentwire.errors import ConfigError
 from latentwire.train.tasks import TASKS
+from latentwire.wire.quantize import BIT_WIDTHS, MAX_GROUP_SIZE
 
 
 @dataclass
@@ -357,8 +358,6 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 
 def value_problems(config: Config) -> list[str]:
     """Why single values of `config` cannot work: numbers out of range, unknown bit widths or dtypes, receivers."""
-    from latentwire.wire.quantize import BIT_WIDTHS, MAX_GROUP_SIZE
-
     problems = []
     for name, minimum in [*_MINIMUMS.items(), *((name, None) for name in _POSITIVE)]:
         section, key = name.split(".")
