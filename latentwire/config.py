@@ -28,8 +28,8 @@ class ReceiverConfig:
     """Short name used in tables and file names."""
     model: str = "smollm2-135m"
     """Offline registry name (smollm2-135m, qwen2.5-coder-0.5b), Hugging Face id or local directory."""
-    dtype: str = "float32"
-    """Weights dtype: float32, bfloat16 or float16."""
+    dtype: str = "auto"
+    """Weights dtype of this frozen receiver: auto (the run's `dtype`), float32, bfloat16 or float16."""
 
 
 @dataclass
@@ -194,8 +194,9 @@ class TrainConfig:
     """Seed of initialisation and of the example order."""
     n_train: int = 2000
     """Training examples drawn from data (train split)."""
-    mixed_precision: str = "no"
-    """no, bf16 or fp16 (accelerate); bf16 on GPU."""
+    mixed_precision: str = "auto"
+    """Autocast of the training compute (accelerate): auto (bf16 when the run's `dtype` resolves to
+    bfloat16, fp16 for float16, else no), no, bf16 or fp16. Trainable weights stay float32."""
     log_every: int = 10
     """Steps between log lines."""
     save_every: int = 50
@@ -290,6 +291,13 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     checkpoint: str = ""
     """A trained LatentWire checkpoint directory: enables the latent eval methods."""
+    dtype: str = "auto"
+    """Precision of the run (latentwire/precision.py): auto (bfloat16 where this processor multiplies bfloat16
+    matrices fast: AMX or AVX512-BF16, or a GPU that supports it; float32 elsewhere), float32, bfloat16 or
+    float16. The frozen receivers take it as their weights' dtype, training as its autocast; trainable weights
+    and checkpoints stay float32."""
+    resolved_dtype: str = ""
+    """Written by a run: what `dtype` resolved to on the machine that ran it (set it to force a value)."""
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -352,8 +360,8 @@ _MINIMUMS = {
 """Smallest allowed value of each numeric field (of every entry, for a list)."""
 _POSITIVE = ("loss.kd_tau", "train.clip")
 """Float fields that must be > 0."""
-RECEIVER_DTYPES = ("float32", "bfloat16", "float16")
-MIXED_PRECISION = ("no", "bf16", "fp16")
+RECEIVER_DTYPES = ("auto", "float32", "bfloat16", "float16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
 def value_problems(config: Config) -> list[str]:
@@ -375,6 +383,11 @@ def value_problems(config: Config) -> list[str]:
             problems.append(f"{name} must be one of {', '.join(map(str, BIT_WIDTHS))}, got {value}")
     if not 1 <= config.wire.group_size <= MAX_GROUP_SIZE:
         problems.append(f"wire.group_size must be in 1..{MAX_GROUP_SIZE}, got {config.wire.group_size}")
+    if config.dtype not in RECEIVER_DTYPES:
+        problems.append(f"dtype must be one of {', '.join(RECEIVER_DTYPES)}, got {config.dtype!r}")
+    if config.resolved_dtype not in ("", *RECEIVER_DTYPES[1:]):
+        problems.append(f"resolved_dtype must be empty or one of {', '.join(RECEIVER_DTYPES[1:])}, "
+                        f"got {config.resolved_dtype!r}")
     if config.train.mixed_precision not in MIXED_PRECISION:
         problems.append(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                         f"got {config.train.mixed_precision!r}")
@@ -436,6 +449,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected float (a number), got {value!r}")
         return number
     if hint is str:
+        if isinstance(value, bool):   # YAML reads no / yes (e.g. train.mixed_precision=no) as booleans
+            return "yes" if value else "no"
         return "" if value is None else str(value)
     return value
 

@@ -17,11 +17,12 @@ from latentwire.prompt import PromptBuilder
 
 
 def latent_prompt_embeds(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor) -> torch.Tensor:
-    """latent [B, M, d_model] -> inputs_embeds [B, P + M + A, d_model] (prefix, latent, anchor)."""
+    """latent [B, M, d_model] -> inputs_embeds [B, P + M + A, d_model] (prefix, latent, anchor), in the
+    receiver's own precision."""
     device, batch = latent.device, latent.shape[0]
     prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=device)).expand(batch, -1, -1)
     anchor = receiver.embed(torch.tensor([builder.anchor_ids], device=device)).expand(batch, -1, -1)
-    return torch.cat([prefix.to(latent.dtype), latent, anchor.to(latent.dtype)], dim=1)
+    return torch.cat([prefix, latent.to(prefix.dtype), anchor], dim=1)
 
 
 def latent_prompt_batch(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor,
@@ -31,9 +32,10 @@ def latent_prompt_batch(receiver: Receiver, builder: PromptBuilder, latent: torc
     if not after or not any(after):
         embeds = latent_prompt_embeds(receiver, builder, latent)
         return embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=latent.device)
-    device, dtype = latent.device, latent.dtype
-    prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=device))[0].to(dtype)
-    anchor = receiver.embed(torch.tensor([builder.anchor_ids], device=device))[0].to(dtype)
+    device = latent.device
+    prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=device))[0]
+    anchor = receiver.embed(torch.tensor([builder.anchor_ids], device=device))[0]
+    latent, dtype = latent.to(prefix.dtype), prefix.dtype
     rows = [torch.cat([prefix, latent[i], receiver.embed(torch.tensor([ids], device=device))[0].to(dtype)
                        if ids else latent[i][:0], anchor]) for i, ids in enumerate(after)]
     length = max(r.shape[0] for r in rows)

@@ -74,6 +74,8 @@ class PromptBuilder:
                                             tok.convert_tokens_to_ids("<end_of_turn>"))
                                 if isinstance(i, int) and i != tok.unk_token_id and i >= 0})
         self.end_id = self._end_id()
+        # the id that pads batches: the tokenizer's pad token, else its first stop token
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
 
     def _end_id(self) -> int | None:
         """The token that closes the receiver's answer: the first token its chat template puts after an

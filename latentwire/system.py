@@ -23,6 +23,7 @@ from latentwire.eval.methods import PromptInput
 from latentwire.features import ReceiverFeatures
 from latentwire.latent_inputs import answer_logits, latent_prompt_batch
 from latentwire.llm.loader import Receiver, load_receiver
+from latentwire.precision import receiver_dtype, resolve_run
 from latentwire.prompt import PromptBuilder, split_content
 from latentwire.shuffle_test import CONDITIONS
 from latentwire.train.tasks import task_of
@@ -143,21 +144,27 @@ class LatentWire(nn.Module):
         return z.to(self.device)
 
     @torch.no_grad()
+    def read_packet(self, packet: bytes, receiver: str, question: str = "") -> PromptInput:
+        """Receiver side: a packet (+ the question as text, for context-only packets) -> the prompt receiver
+        `receiver` reads (prefix + latent + question + anchor embeddings, and the latent its features read)."""
+        if receiver not in self.receivers:
+            raise ValueError(f"no receiver {receiver!r}; this model serves {sorted(self.receivers)}")
+        if self.config.encoder.input == "context" and not question:
+            raise ValueError("this model's packets carry only the context: answer(packet, receiver, question=...)")
+        reader, builder = self.receivers[receiver], self.builders[receiver]
+        embeds = self.receiver_embeds(receiver, self.decode(packet)[None]).to(reader.device, reader.model.dtype)
+        after = builder.encode(f"\nQuestion: {question}") if question else []
+        return PromptInput("", embeds=latent_prompt_batch(reader, builder, embeds, [after])[0][0],
+                           latent_embeds=embeds[0])
+
+    @torch.no_grad()
     def answer(self, packet: bytes, receiver: str, question: str = "", max_new_tokens: int = 16) -> str:
         """Receiver side: a packet (+ the question as text, for context-only packets) -> receiver
         `receiver`'s greedy answer (text, cut at its first newline)."""
-        if receiver not in self.receivers:
-            raise ValueError(f"no receiver {receiver!r}; this model serves {sorted(self.receivers)}")
+        prompt = self.read_packet(packet, receiver, question)
         reader, builder = self.receivers[receiver], self.builders[receiver]
-        z = self.decode(packet)
-        embeds = self.receiver_embeds(receiver, z[None]).to(reader.device, reader.model.dtype)
-        after = builder.encode(f"\nQuestion: {question}") if question else []
-        if self.config.encoder.input == "context" and not question:
-            raise ValueError("this model's packets carry only the context: answer(packet, receiver, question=...)")
-        prompt = PromptInput("", embeds=latent_prompt_batch(reader, builder, embeds, [after])[0][0],
-                             latent_embeds=embeds[0])
-        pad = reader.tokenizer.pad_token_id if reader.tokenizer.pad_token_id is not None else builder.stop_ids[0]
-        ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, pad, self.features).generated[0]
+        ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, builder.pad_id,
+                            self.features).generated[0]
         return reader.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n")[0].strip()
 
     def _id(self) -> bytes:
@@ -171,9 +178,10 @@ def build_system(config: Config, receivers: dict[str, Receiver] | None = None,
     """The untrained LatentWire model of `config`; receivers (by name) missing from `receivers` are loaded,
     and the frozen source LM of an encoder that reads one is found among them or loaded."""
     loaded = dict(receivers or {})
+    resolved = resolve_run(config, str(device or "cpu"))
     for spec in config.receivers:
         if spec.name not in loaded:
-            loaded[spec.name] = load_receiver(spec.model, spec.name, spec.dtype)
+            loaded[spec.name] = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
     if device is not None:
         for receiver in loaded.values():
             receiver.model.to(device)
@@ -183,7 +191,7 @@ def build_system(config: Config, receivers: dict[str, Receiver] | None = None,
         source = next((r for r in loaded.values() if r.source == config.encoder.source_model), None)
         if source is not None and config.features.lora.enabled:
             source = copy.deepcopy(source)   # LoRA goes into the receivers; the encoder reads the plain model
-        source = source or load_receiver(config.encoder.source_model, "source")
+        source = source or load_receiver(config.encoder.source_model, "source", resolved)
         if device is not None:
             source.model.to(device)
     set_seed(config.train.seed)

@@ -11,7 +11,9 @@ def embedding_rms(embedding_weight: torch.Tensor) -> float:
 
 
 def rms_calibrate(x: torch.Tensor, target_rms: float | torch.Tensor) -> torch.Tensor:
-    """x [B, M, d] rescaled so that each example's RMS (over its M x d values) equals target_rms."""
+    """x [B, M, d] rescaled so that each example's RMS (over its M x d values) equals target_rms, in float32
+    (the mean of squares over thousands of values loses digits in bfloat16)."""
+    x = x.float()
     rms = x.pow(2).mean(dim=(1, 2), keepdim=True).add(1e-8).sqrt()
     return x * (target_rms / rms)
 

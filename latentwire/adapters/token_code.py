@@ -44,8 +44,13 @@ class TokenCodeAdapter(nn.Module):
         return torch.softmax(-self.log_beta.exp() * distance, dim=-1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Z [B, M, d_z] -> [B, M, d_model] at the receiver's embedding RMS."""
-        tokens = z.reshape(*z.shape[:2], self.k, -1)                                 # [B, M, k, d_z/k]
-        embedded = self.token_weights(tokens) @ self.embeddings.to(z.dtype)        # [B, M, k, d_model]
-        merged = embedded[:, :, 0] if self.k == 1 else (self.merge.to(z.dtype) * embedded).sum(2)
-        return rms_calibrate(merged, self.target_rms)
+        """Z [B, M, d_z] -> [B, M, d_model] at the receiver's embedding RMS.
+
+        Always float32, also under autocast: a code's distance to its neighbours is small, and bfloat16's
+        8-bit mantissa would decode some codes to the wrong token."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            z = z.float()
+            tokens = z.reshape(*z.shape[:2], self.k, -1)                             # [B, M, k, d_z/k]
+            embedded = self.token_weights(tokens) @ self.embeddings                 # [B, M, k, d_model]
+            merged = embedded[:, :, 0] if self.k == 1 else (self.merge * embedded).sum(2)
+            return rms_calibrate(merged, self.target_rms)

@@ -22,6 +22,7 @@ from latentwire.eval.diagnostics import diagnostics
 from latentwire.eval.squad_metrics import best_em_f1, clean_prediction
 from latentwire.eval.summary import derived_rows
 from latentwire.llm.loader import Receiver, load_receiver
+from latentwire.precision import receiver_dtype, resolve_run
 from latentwire.prompt import PromptBuilder
 from latentwire.provenance import code_commit
 from latentwire.train.load import load_trained
@@ -49,7 +50,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     spec = METHODS[method]
     receiver, builder = ctx.receiver, ctx.builder
     tokenizer = receiver.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.stop_ids[0]
+    pad_id = builder.pad_id
     with _receiver_alone(ctx, spec):
         prompts = [spec.build(e, ctx) for e in examples]
     gold_ids = [builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
@@ -109,16 +110,15 @@ def method_grid(config: Config) -> list[tuple[str, int | None, int | None]]:
             for bits in (config.wire.eval_bits if METHODS[m].uses_bits else [None])]
 
 
-def _load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
-    """The trained model when a latent method runs (or a checkpoint is named: it must load), and every
-    receiver of the config, loaded into `receivers` (by name)."""
-    system = None
-    if config.checkpoint or any(METHODS[m].uses_bits for m, _, _ in grid):
-        system = load_trained(config.checkpoint, receivers)
+def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
+    """Every receiver of the config, loaded into `receivers` (by name) in the run's precision, and the trained
+    model on them when a latent method runs (or a checkpoint is named: it must load)."""
     for spec in config.receivers:
         if spec.name not in receivers:
-            receivers[spec.name] = load_receiver(spec.model, spec.name, spec.dtype)
-    return system
+            receivers[spec.name] = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
+    if config.checkpoint or any(METHODS[m].uses_bits for m, _, _ in grid):
+        return load_trained(config.checkpoint, receivers)
+    return None
 
 
 def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None) -> list[dict]:
@@ -131,6 +131,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     """
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
+    resolve_run(config)
     grid = method_grid(config)
     examples, report = load_examples(config.data.source, config.data.path, config.data.split, config.data.n,
                                      config.data.seed, config.data.max_context_chars)
@@ -138,7 +139,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     rows = folder.done_rows()
     done = {row_key(r) for r in rows}
     receivers = dict(receivers or {})
-    system = _load_models(config, grid, receivers)
+    system = load_models(config, grid, receivers)
     folder.open(rows)
     started, commit = time.perf_counter(), code_commit()
     for spec in config.receivers:
@@ -150,7 +151,8 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
             ctx = MethodContext(receiver, builder, budget or 0, bits or 16, system)
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
                                 progress, config.eval.shuffled_f1)
-            result.row.update(load_seconds=receiver.load_seconds, code_commit=commit)
+            result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
+                              resolved_dtype=str(receiver.model.dtype).removeprefix("torch."))
             folder.append(result.row, result.predictions)
             rows.append(result.row)
     predictions = folder.path / "predictions.jsonl"

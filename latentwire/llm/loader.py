@@ -14,10 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from latentwire.atomic import atomic_directory
 from latentwire.llm.offline import OFFLINE_MODELS, OfflineModelError, cache_root, resolve_gguf
+from latentwire.precision import TORCH_DTYPES, resolve_dtype
 
 hf_utils.logging.disable_progress_bar()
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -120,10 +119,8 @@ def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
     Offline GGUF models are de-quantised on first use and cached as safetensors under
     `latentwire.llm.offline.cache_root()`, so later loads take seconds.
     """
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     start = time.perf_counter()
-    torch_dtype = _DTYPES[dtype]
+    torch_dtype = TORCH_DTYPES[resolve_dtype(dtype, device)]
     if source in OFFLINE_MODELS:
         entry = OFFLINE_MODELS[source]
         cached = cache_root() / "models" / f"{entry.name}-{entry.sha256[:12]}"

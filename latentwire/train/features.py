@@ -45,7 +45,7 @@ def teacher_top_k(receiver: Receiver, builder: PromptBuilder, contents: list[str
     predicts answer token k whatever the lengths. Returns per example (ids, logits), each [K, top_k].
     """
     device = receiver.device
-    pad = receiver.tokenizer.pad_token_id if receiver.tokenizer.pad_token_id is not None else builder.stop_ids[0]
+    pad = builder.pad_id
     prompts = [builder.prompt_ids(c) for c in contents]
     length = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), length + K - 1), pad, dtype=torch.long, device=device)
@@ -139,6 +139,7 @@ def load_items(examples: list[QAExample], folder: Path, key: str) -> list[TrainI
 def items_key(config_dict: dict) -> str:
     """A digest of everything the cached items depend on."""
     relevant = {k: config_dict[k] for k in ("receivers", "prompt")}
+    relevant["precision"] = config_dict.get("resolved_dtype", "")   # teacher logits and source features
     relevant["encoder"] = {k: config_dict["encoder"].get(k) for k in ("kind", "max_input", "source_model",
                                                                        "source_layer", "input")}
     relevant["objective"] = {k: config_dict["loss"].get(k) for k in ("objective", "span_tokens")}

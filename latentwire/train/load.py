@@ -20,6 +20,7 @@ def load_trained(path: str | Path, receivers: dict[str, Receiver] | None = None)
         config = config_from_dict(read_json(folder / "config.json"))
     except ConfigError as error:
         raise CheckpointError(f"{folder / 'config.json'}: {error}") from None
+    config.resolved_dtype = ""   # where it trained says nothing of this machine: resolve `dtype` here
     system = build_system(config, receivers)
     if receivers is not None:
         receivers.update(system.receivers)

@@ -21,6 +21,7 @@ from latentwire.config import Config
 from latentwire.data.loaders import load_examples
 from latentwire.errors import TrainingError
 from latentwire.llm.loader import Receiver
+from latentwire.precision import mixed_precision, resolve_run
 from latentwire.system import LatentWire, build_system
 from latentwire.train.checkpoint import (
     latest_checkpoint,
@@ -223,7 +224,8 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     t, out = config.train, Path(config.train.out_dir)
     if t.steps == 0:
         return initial_checkpoint(config, receivers)
-    accelerator = Accelerator(mixed_precision=t.mixed_precision)
+    resolve_run(config, "cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = Accelerator(mixed_precision=mixed_precision(config))
     system = build_system(config, receivers, accelerator.device)
     main = accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
