@@ -182,7 +182,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="training steps timed (the first is dropped)")
     parser.add_argument("--one", nargs=2, metavar=("MEASURE", "DTYPE"), help=argparse.SUPPRESS)
     parser.add_argument("--merge", action="store_true", help="only merge finished measurements")
+    parser.add_argument("--runs", help="run folder (default runs/bench-speed)")
     args = parser.parse_args()
+    if args.runs:
+        global RUNS
+        RUNS = Path(args.runs).resolve()
     RUNS.mkdir(parents=True, exist_ok=True)
     if args.one:
         return run_one(*args.one, args)
@@ -193,7 +197,7 @@ def main() -> None:
                     continue
                 print(f"== {measure} {dtype}", flush=True)
                 subprocess.run([sys.executable, __file__, "--one", measure, dtype, "--n", str(args.n),
-                                "--steps", str(args.steps)], check=True)
+                                "--steps", str(args.steps), "--runs", str(RUNS)], check=True)
     from latentwire.eval.report import plain_table
     print(plain_table(merge(), COLUMNS))
 

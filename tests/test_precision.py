@@ -80,3 +80,19 @@ def test_token_codes_decode_the_same_under_bfloat16_autocast(tmp_path, pair):
     for name in plain:
         assert cast[name].dtype == torch.float32
         torch.testing.assert_close(cast[name], plain[name])
+
+
+def test_lora_on_a_bfloat16_receiver_trains_float32_weights_and_loads_a_float32_checkpoint(tmp_path):
+    from latentwire.llm.tiny import tiny_receiver
+    from latentwire.train.load import load_trained
+
+    def receivers(dtype):
+        a, b = tiny_receiver("llama"), tiny_receiver("qwen2", seed=1)
+        a.name, b.name, a.source = "a", "b", "tiny-src"
+        return {"a": a, "b": b} if dtype == torch.float32 else {n: r for n, r in (("a", a), ("b", b))
+                                                                 if r.model.to(dtype) is not None}
+    config = tiny_config(tmp_path, "byte", "dtype=float32", "train.steps=1", "features.lora.enabled=true",
+                         "features.lora.rank=2")
+    checkpoint = train(config, progress=False, receivers=receivers(torch.float32))
+    on_bf16 = load_trained(checkpoint, receivers(torch.bfloat16))   # checks the checkpoint id
+    assert all(p.dtype == torch.float32 for p in on_bf16.features.parameters())

@@ -78,6 +78,9 @@ class Lora(Feature):
                 inject_adapter_in_model(LoraConfig(r=config.rank, lora_alpha=config.alpha,
                                                    lora_dropout=config.dropout, target_modules=list(config.targets),
                                                    bias="none"), model, adapter_name=adapter)
+            for layer in _lora_layers(model, adapter):   # trainable weights stay float32 on a bfloat16 receiver
+                layer.lora_A[adapter].float()
+                layer.lora_B[adapter].float()
             params = nn.ParameterDict({key.replace(adapter, ADAPTER).replace(".", "__"): p
                                        for key, p in model.named_parameters() if f".{adapter}." in key})
             if not len(params):

@@ -21,7 +21,7 @@ from latentwire.config import Config
 from latentwire.data.loaders import load_examples
 from latentwire.errors import TrainingError
 from latentwire.llm.loader import Receiver
-from latentwire.precision import mixed_precision, resolve_run
+from latentwire.precision import autocast, mixed_precision, resolve_run
 from latentwire.system import LatentWire, build_system
 from latentwire.train.checkpoint import (
     latest_checkpoint,
@@ -174,6 +174,15 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
     return state["step"], state.get("bad_steps", 0)
 
 
+def compute_precision(accelerator: Accelerator, config: Config):
+    """The autocast of a training forward: bfloat16 by torch.autocast (accelerate's process-wide setting would
+    refuse a second run of another precision in the same process), float16 through accelerate (its loss
+    scaling), none for float32."""
+    if mixed_precision(config) == "bf16":
+        return autocast("bfloat16", accelerator.device.type)
+    return accelerator.autocast()
+
+
 def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[TrainItem], step: int,
                    config: Config) -> tuple[float, dict, float, bool]:
     """One optimizer step over train.grad_accum micro-batches: (loss, its parts, gradient norm, whether the
@@ -186,7 +195,7 @@ def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[Trai
     total = 0.0
     for micro in range(t.grad_accum):
         batch = micro_batch(items, step, micro, config, accelerator.process_index, accelerator.num_processes)
-        with accelerator.autocast():
+        with compute_precision(accelerator, config):
             loss, parts = batch_loss(system, batch, config.loss)
         accelerator.backward(loss / t.grad_accum)
         total += loss.item() / t.grad_accum
@@ -225,7 +234,7 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     if t.steps == 0:
         return initial_checkpoint(config, receivers)
     resolve_run(config, "cuda" if torch.cuda.is_available() else "cpu")
-    accelerator = Accelerator(mixed_precision=mixed_precision(config))
+    accelerator = Accelerator(mixed_precision="fp16" if mixed_precision(config) == "fp16" else "no")
     system = build_system(config, receivers, accelerator.device)
     main = accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
