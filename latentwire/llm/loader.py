@@ -112,6 +112,29 @@ def _check_source(path: str, source: str) -> bool:
     return False
 
 
+def offline_cache(source: str, dtype: str = "float32") -> Path:
+    """The safetensors cache of offline model `source` in `dtype`, made on first use: the GGUF de-quantised to
+    float32, other dtypes converted from that (so that a bfloat16 receiver loads as fast and as small as
+    its weights, memory-mapped, instead of converting float32 at every load)."""
+    entry = OFFLINE_MODELS[source]
+    cached = cache_root() / "models" / f"{entry.name}-{entry.sha256[:12]}"
+    meta = {"name": entry.name, "sha256": entry.sha256, "origin": entry.origin}
+    if not (cached / "latentwire.json").is_file():
+        gguf = resolve_gguf(source)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        _write_cache(model, tokenizer, cached, meta)
+        if gguf.is_relative_to(cache_root()):
+            gguf.unlink(missing_ok=True)  # an assembled copy of the chunks: the safetensors cache replaces it
+    if dtype == "float32":
+        return cached
+    converted = cached.with_name(f"{cached.name}-{dtype}")
+    if not (converted / "latentwire.json").is_file():
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=TORCH_DTYPES[dtype], use_safetensors=True)
+        _write_cache(model, AutoTokenizer.from_pretrained(cached), converted, {**meta, "dtype": dtype})
+    return converted
+
+
 def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
                   device: str = "cpu") -> Receiver:
     """Load `source` (an offline registry name, a Hugging Face id or a local dir) frozen, in eval mode.
@@ -120,26 +143,13 @@ def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
     `latentwire.llm.offline.cache_root()`, so later loads take seconds.
     """
     start = time.perf_counter()
-    torch_dtype = TORCH_DTYPES[resolve_dtype(dtype, device)]
-    if source in OFFLINE_MODELS:
-        entry = OFFLINE_MODELS[source]
-        cached = cache_root() / "models" / f"{entry.name}-{entry.sha256[:12]}"
-        if not (cached / "latentwire.json").is_file():
-            gguf = resolve_gguf(source)
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-            _write_cache(model, tokenizer, cached, {"name": entry.name, "sha256": entry.sha256,
-                                                    "origin": entry.origin})
-            if gguf.is_relative_to(cache_root()):
-                gguf.unlink(missing_ok=True)  # an assembled copy of the chunks: the safetensors cache replaces it
-        path = str(cached)
-    else:
-        path = source
+    resolved = resolve_dtype(dtype, device)
+    path = str(offline_cache(source, resolved)) if source in OFFLINE_MODELS else source
     local = _check_source(path, source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         safetensors_only = {"use_safetensors": True} if local else {}  # local checkpoints are never pickles
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **safetensors_only)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=TORCH_DTYPES[resolved], **safetensors_only)
     except (OSError, ValueError) as error:
         reason = " ".join(str(error).split())  # the whole reason on one line, not its first line
         raise OfflineModelError(f"cannot load receiver {source!r} ({_KINDS}): {reason}") from error
