@@ -112,6 +112,18 @@ def _check_source(path: str, source: str) -> bool:
     return False
 
 
+def _rows_into_the_head(model: PreTrainedModel) -> None:
+    """Make the LM head multiply [N, d] rows. The last position's hidden state [B, 1, d] is a slice that keeps
+    the whole sequence's strides, and a bfloat16 matmul on it copies the transposed vocabulary matrix at
+    every call (0.4 s of Qwen2.5's 0.9 s prefill on 2 cores); float32 receivers are left as they are."""
+    head = model.get_output_embeddings()
+    linear = head.forward
+
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        return linear(hidden.reshape(-1, hidden.shape[-1])).view(*hidden.shape[:-1], -1)
+    head.forward = forward
+
+
 def offline_cache(source: str, dtype: str = "float32") -> Path:
     """The safetensors cache of offline model `source` in `dtype`, made on first use: the GGUF de-quantised to
     float32, other dtypes converted from that (so that a bfloat16 receiver loads as fast and as small as
@@ -155,5 +167,7 @@ def load_receiver(source: str, name: str | None = None, dtype: str = "float32",
         raise OfflineModelError(f"cannot load receiver {source!r} ({_KINDS}): {reason}") from error
     model.to(device)
     freeze(model)
+    if TORCH_DTYPES[resolved] != torch.float32:
+        _rows_into_the_head(model)
     return Receiver(name=name or source, model=model, tokenizer=tokenizer, source=source,
                     load_seconds=time.perf_counter() - start)
