@@ -28,7 +28,9 @@ def run(dtype: str, args) -> Path:
     out = RUNS / dtype
     overrides = [f"dtype={dtype}", f"data.n={args.n}", f"eval.methods=[{','.join(args.methods)}]",
                  "wire.eval_bits=[4]", "eval.joint=false", "eval.shuffled_f1=false", f"eval.out_dir={out}"]
-    config = load_config(args.config, overrides + ([f"checkpoint={args.checkpoint}"] if args.checkpoint else []))
+    overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
+    overrides += [f"receivers={args.receivers}"] if args.receivers else []
+    config = load_config(args.config, overrides)
     evaluate(config)
     return out
 
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a trained model, for the latent method")
     parser.add_argument("--config", help="a recipe YAML the evaluation starts from (e.g. the checkpoint's)")
     parser.add_argument("--train-logs", nargs=2, metavar=("FLOAT32_RUN", "AUTO_RUN"))
+    parser.add_argument("--receivers", help="receivers= override, e.g. smollm2-135m (default: both)")
     args = parser.parse_args()
     from latentwire.eval.report import plain_table
     from latentwire.precision import cpu_info
