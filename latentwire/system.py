@@ -104,10 +104,9 @@ class LatentWire(nn.Module):
         Conditions (latentwire.shuffle_test): own (each example reads its own latent), shuffled (example i
         reads example i-1's), none (no latent). The whole trainable path runs here, for DDP (accelerate).
         """
-        z = self.latent(features, bits)
         out = {}
-        for name in self.receiver_names:
-            embeds = self.receiver_embeds(name, z).to(self.receivers[name].device)
+        for name, embeds in self.embeds(features, bits).items():
+            embeds = embeds.to(self.receivers[name].device)
             out[name] = {condition: self.read(name, CONDITIONS[condition](embeds), targets[name], after[name])
                          for condition in conditions}
         return out

@@ -9,6 +9,7 @@ from torch import nn
 
 from latentwire.adapters.mlp import rms_calibrate
 from latentwire.llm.loader import Receiver
+from latentwire.precision import full_precision
 
 
 def typical_neighbour_distance(codes: torch.Tensor, sample: int = 512) -> float:
@@ -48,7 +49,7 @@ class TokenCodeAdapter(nn.Module):
 
         Always float32, also under autocast: a code's distance to its neighbours is small, and bfloat16's
         8-bit mantissa would decode some codes to the wrong token."""
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        with full_precision(z.device.type):
             z = z.float()
             tokens = z.reshape(*z.shape[:2], self.k, -1)                             # [B, M, k, d_z/k]
             embedded = self.token_weights(tokens) @ self.embeddings                 # [B, M, k, d_model]

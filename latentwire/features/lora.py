@@ -69,7 +69,7 @@ class Lora(Feature):
         super().__init__()
         from peft import LoraConfig, inject_adapter_in_model
 
-        self.receivers, self.adapters = receivers, {}
+        self.receivers, self.adapters, self.layers = receivers, {}, {}
         self.weights = nn.ModuleDict()
         for name, receiver in receivers.items():
             model, adapter = receiver.model, _free_name(receiver.model)
@@ -78,7 +78,8 @@ class Lora(Feature):
                 inject_adapter_in_model(LoraConfig(r=config.rank, lora_alpha=config.alpha,
                                                    lora_dropout=config.dropout, target_modules=list(config.targets),
                                                    bias="none"), model, adapter_name=adapter)
-            for layer in _lora_layers(model, adapter):   # trainable weights stay float32 on a bfloat16 receiver
+            self.layers[name] = _lora_layers(model, adapter)   # found once: reading switches them at every forward
+            for layer in self.layers[name]:   # trainable weights stay float32 on a bfloat16 receiver
                 layer.lora_A[adapter].float()
                 layer.lora_B[adapter].float()
             params = nn.ParameterDict({key.replace(adapter, ADAPTER).replace(".", "__"): p
@@ -88,17 +89,14 @@ class Lora(Feature):
             for p in params.values():
                 p.requires_grad_(True)
             self.weights[name], self.adapters[name] = params, adapter
-            _use(self._layers(name), None)   # the receiver stays itself until this model reads through it
-
-    def _layers(self, receiver: str) -> list:
-        return _lora_layers(self.receivers[receiver].model, self.adapters[receiver])
+            _use(self.layers[name], None)   # the receiver stays itself until this model reads through it
 
     @contextmanager
     def reading(self, receiver: str, embeds: torch.Tensor) -> Iterator[None]:
-        with _switched(self._layers(receiver), self.adapters[receiver]):
+        with _switched(self.layers[receiver], self.adapters[receiver]):
             yield
 
     @contextmanager
     def plain(self, receiver: str) -> Iterator[None]:
-        with _switched(self._layers(receiver), None):
+        with _switched(self.layers[receiver], None):
             yield
