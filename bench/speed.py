@@ -143,9 +143,10 @@ def measure_main_job(dtype: str, args) -> list[dict]:
 
 def run_one(measure: str, dtype: str, args) -> None:
     from latentwire.precision import resolve_dtype
+    from latentwire.provenance import code_commit
     rows = globals()[f"measure_{measure}"](dtype, args)
     for row in rows:
-        row.update(dtype=dtype, resolved=resolve_dtype(dtype))
+        row.update(dtype=dtype, resolved=resolve_dtype(dtype), commit=code_commit())
     (RUNS / f"{measure}-{dtype}.json").write_text(json.dumps(rows, indent=2))
 
 
@@ -160,6 +161,7 @@ def merge() -> list[dict]:
             entry = table.setdefault(key, {"measure": key[0], "receiver": key[1], "method": key[2],
                                            "unit": row["unit"]})
             entry[row["dtype"]] = row["value"]
+            entry[f"commit_{row['dtype']}"] = row.get("commit")
             if row["dtype"] == "auto":
                 entry["resolved"] = row["resolved"]
     rows = list(table.values())
@@ -169,7 +171,7 @@ def merge() -> list[dict]:
     model, flags = cpu_info()
     import torch
     meta = {"cpu": model, "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16", "amx_tile"}),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": code_commit()}
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "merged_at": code_commit()}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "speed.json").write_text(json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n")
     return rows
