@@ -1,4 +1,4 @@
-"""Command line: `latentwire {eval,train,prepare} [--config FILE] [section.field=value ...]`."""
+"""Command line: `latentwire {eval,train,prepare,fit-unigram} [--config FILE] [section.field=value ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -49,6 +49,18 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_unigram(args: argparse.Namespace) -> int:
+    from latentwire.config import load_config
+
+    config = load_config(args.config, ["data.split=train", "data.n=0", *args.overrides])
+    from latentwire.wire.unigram import fit_for_config
+
+    table, out = fit_for_config(config, args.out, progress=not args.quiet)
+    print(f"wrote {out}: {len(table.counts)} shared tokens, {table.provenance['tokens']} counted, "
+          f"{table.bits_per_token():.2f} bits a token")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; every expected failure becomes one line on stderr and exit code 2."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline unless the user sets HF_HUB_OFFLINE=0
@@ -57,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data"),
                                      ("train", _train, "train the encoder and adapters (resumes in train.out_dir)"),
                                      ("prepare", _prepare, "build the receivers' safetensors caches in the run's "
-                                                           "precision (the first load's conversion, done once)")]:
+                                                           "precision (the first load's conversion, done once)"),
+                                     ("fit-unigram", _fit_unigram, "fit the unigram table of the wire's unigram "
+                                                                   "coding on data.split=train")]:
         sub = commands.add_parser(name, help=help_text, epilog=EPILOG)
+        if name == "fit-unigram":
+            sub.add_argument("--out", default="", help="table file (default: the package's shipped table)")
         sub.add_argument("--config", help="YAML file overriding the defaults")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
         sub.add_argument("overrides", nargs="*", help="section.field=value")

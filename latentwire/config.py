@@ -17,7 +17,12 @@ import yaml
 
 from latentwire.errors import ConfigError
 from latentwire.train.tasks import TASKS
+from latentwire.wire.codings import CODING_NAMES
 from latentwire.wire.quantize import BIT_WIDTHS, MAX_GROUP_SIZE
+
+REGIMES = ("question_aware", "context_only")
+"""question_aware: the sender sees the question and may use it; context_only: the sender never sees it (the
+receiver, which always knows the question, may use it), and the question crosses as its own UTF-8 bytes."""
 
 
 @dataclass
@@ -86,6 +91,22 @@ class EvalConfig:
     reader reaches without its own packet (one more generation pass per latent row)."""
     joint: bool = True
     """Also rescore the receivers jointly on the latent at wire.bits (a second pass over every question)."""
+    sentences: list[int] = field(default_factory=lambda: [1, 2])
+    """Sentences kept by select_lexical / select_minilm (one row per value)."""
+    rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
+    """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
+    it delivered)."""
+    regime: str = "question_aware"
+    """question_aware (the sender sees the question) or context_only (it never does; the receiver, which
+    knows the question, may select, and the question crosses as its own UTF-8 bytes)."""
+    codings: list[str] = field(default_factory=lambda: ["utf8", "zstd", "ids", "unigram"])
+    """Wire codings of every text method's message, one bytes_<coding> column each (latentwire.wire.codings;
+    lm is lm_coded's own)."""
+    unigram: str = ""
+    """The unigram table of the unigram coding (empty: the one shipped for the default receivers)."""
+    timing_n: int = 0
+    """Time the receiver (receiver_ms: to the first answer token, batch 1) on the first timing_n examples of
+    each row (0 = not timed)."""
 
 
 @dataclass
@@ -348,7 +369,8 @@ def config_problems(config: Config) -> list[str]:
 
 _MINIMUMS = {
     "data.n": 0, "data.max_context_chars": 1,
-    "eval.budgets": 1, "eval.batch_size": 1, "eval.max_new_tokens": 1, "eval.threads": 0,
+    "eval.budgets": 1, "eval.batch_size": 1, "eval.max_new_tokens": 1, "eval.threads": 0, "eval.sentences": 1,
+    "eval.timing_n": 0,
     "encoder.M": 1, "encoder.d_z": 1, "encoder.width": 1, "encoder.layers": 1, "encoder.heads": 1,
     "encoder.max_input": 1, "encoder.private_slots": 0,
     "loss.K": 1, "loss.kd_top_k": 1, "loss.first_token_weight": 0, "loss.ce_weight": 0, "loss.kd_weight": 0,
@@ -383,6 +405,12 @@ def value_problems(config: Config) -> list[str]:
             problems.append(f"{name} must be one of {', '.join(map(str, BIT_WIDTHS))}, got {value}")
     if not 1 <= config.wire.group_size <= MAX_GROUP_SIZE:
         problems.append(f"wire.group_size must be in 1..{MAX_GROUP_SIZE}, got {config.wire.group_size}")
+    if any(not 0 < rate <= 1 for rate in config.eval.rates):
+        problems.append(f"eval.rates must be in (0, 1] (every entry), got {config.eval.rates}")
+    if config.eval.regime not in REGIMES:
+        problems.append(f"eval.regime must be one of {', '.join(REGIMES)}, got {config.eval.regime!r}")
+    if any(c not in CODING_NAMES[:-1] for c in config.eval.codings):
+        problems.append(f"eval.codings must be among {', '.join(CODING_NAMES[:-1])}, got {config.eval.codings}")
     if config.dtype not in RECEIVER_DTYPES:
         problems.append(f"dtype must be one of {', '.join(RECEIVER_DTYPES)}, got {config.dtype!r}")
     if config.resolved_dtype not in ("", *RECEIVER_DTYPES[1:]):

@@ -32,9 +32,13 @@ class PacketError(ValueError):
     """A byte string that is not a valid LatentWire packet."""
 
 
+class CodingError(ValueError):
+    """Bytes that do not decode under a wire coding, or text that a coding cannot carry exactly."""
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (too many non-finite steps, no usable data)."""
 
 
 USER_ERRORS = (ConfigError, DataError, OfflineModelError, AlignmentError, PromptError, CheckpointError,
-               PacketError, TrainingError, ValueError, OSError)
+               PacketError, CodingError, TrainingError, ValueError, OSError)

@@ -19,7 +19,7 @@ from latentwire.data.examples import MAX_FIELD_CHARS
 from latentwire.encoders import ENCODERS, build_encoder
 from latentwire.encoders.blocks import pad_features
 from latentwire.eval.generation import greedy_decode
-from latentwire.eval.methods import PromptInput
+from latentwire.eval.prompt_input import PromptInput
 from latentwire.features import ReceiverFeatures
 from latentwire.latent_inputs import answer_logits, latent_prompt_batch
 from latentwire.llm.loader import Receiver, load_receiver

@@ -67,7 +67,7 @@ def test_evaluate_writes_outputs_and_resumes(tmp_path, receiver):
     assert by_method[("embed_raw", None)]["agree_with_text"] == 1.0
     assert by_method[("token_budget", 16)]["prompt_tokens"] < by_method[("text", None)]["prompt_tokens"]
     for row in rows:
-        assert row["n"] == 4 and 0 <= row["f1"] <= 1 and row["nll"] > 0 and row["text_bytes_zstd"] > 0
+        assert row["n"] == 4 and 0 <= row["f1"] <= 1 and row["nll"] > 0 and row["bytes_zstd"] > 0
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 5 * 4
     assert "| text |" in (out / "results.md").read_text()
@@ -119,4 +119,5 @@ def test_context_budget_keeps_the_question_and_m_context_tokens(receiver):
     assert prompt.content.endswith(f"\nQuestion: {example.question}")
     context = prompt.content[len("Context: "):-len(f"\nQuestion: {example.question}")]
     assert len(builder.encode(context)) <= 6 and example.context.startswith(context)
-    assert prompt.text_bytes == len(f"{example.question}\n{context}".encode())
+    assert prompt.message.coded == f"{example.question}\n{context}" and prompt.message.plain == ""
+    assert prompt.text_bytes == len(f"{example.question}\n{example.context}".encode())   # the full text

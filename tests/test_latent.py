@@ -172,7 +172,7 @@ def test_train_resume_and_latent_eval(tmp_path, pair):
         ("a+b", "latent_oracle", 16), ("a+b", "latent_oracle", 4), ("a+b", "latent_joint", 4)]
     assert min(rows[1]["f1"], rows[3]["f1"]) <= rows[6]["f1"] <= rows[5]["f1"] + 1e-9
     assert rows[1]["wire_bytes"] < rows[0]["wire_bytes"] and -1 <= rows[0]["latent_cosine"] <= 1
-    assert rows[1]["wire_compression"] == pytest.approx(rows[1]["text_bytes"] / rows[1]["wire_bytes"], rel=0.2)
+    assert rows[1]["wire_compression"] == pytest.approx(rows[1]["reference_bytes"] / rows[1]["wire_bytes"], rel=0.2)
     for row in rows[:4]:
         assert row["bits_specific"] == pytest.approx(row["bits_shuffled"] - row["bits_own"])
         assert row["bits_prior"] == pytest.approx(row["bits_none"] - row["bits_shuffled"])

@@ -6,7 +6,7 @@ from collections import Counter
 
 import torch
 
-from latentwire.eval.methods import PromptInput
+from latentwire.eval.prompt_input import PromptInput
 
 
 def diagnostics(prompts: list[PromptInput], predictions: list[dict], tokenizer) -> dict:

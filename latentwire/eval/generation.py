@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from latentwire.eval.methods import PromptInput
+from latentwire.eval.prompt_input import PromptInput
 from latentwire.latent_inputs import reading
 from latentwire.llm.cache import cache_kwarg
 from latentwire.llm.loader import Receiver

@@ -14,13 +14,15 @@ from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches, load_examples
 from latentwire.eval.generation import generate_and_score
 from latentwire.eval.joint import joint_row
-from latentwire.eval.methods import METHODS, MethodContext, PromptInput
+from latentwire.eval.methods import METHODS, SETTINGS, MethodContext, PromptInput
 from latentwire.eval.report import markdown_table
 from latentwire.eval.rundir import RunFolder, row_key
 from latentwire.eval.controls import shuffle_test, shuffled_answers
 from latentwire.eval.diagnostics import diagnostics
 from latentwire.eval.squad_metrics import best_em_f1, clean_prediction
 from latentwire.eval.summary import derived_rows
+from latentwire.eval.timing import first_token_seconds, summary_ms
+from latentwire.eval.wire_costs import build_codings, cost_columns, message_costs
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.precision import receiver_dtype, resolve_run
 from latentwire.prompt import PromptBuilder
@@ -45,49 +47,73 @@ def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManag
 
 
 def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
-               max_new_tokens: int, progress: bool = True, shuffled_f1: bool = False) -> MethodRun:
-    """Evaluate one method on `examples`; returns the metrics row and per-example predictions."""
+               max_new_tokens: int, progress: bool = True, shuffled_f1: bool = False,
+               codings: dict | None = None, timing_n: int = 0) -> MethodRun:
+    """Evaluate one method on `examples`; returns the metrics row and per-example predictions. Each text
+    method's message is costed in `codings`; the receiver is timed on the first `timing_n` examples."""
     spec = METHODS[method]
-    receiver, builder = ctx.receiver, ctx.builder
-    tokenizer = receiver.tokenizer
-    pad_id = builder.pad_id
     with _receiver_alone(ctx, spec):
         prompts = [spec.build(e, ctx) for e in examples]
-    gold_ids = [builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
-    order = sorted(range(len(examples)), key=lambda i: prompts[i].length)  # less padding per batch
-    budget = ctx.budget if spec.uses_budget else None
-    bits = ctx.bits if spec.uses_bits else None
-    label = f"{receiver.name}/{method}" + (f"@{budget}" if budget else "") + (f"@{bits}bit" if bits else "")
-    records: dict[int, dict] = {}
-    prefill = total = 0.0
+    costs = [message_costs(p, codings or {}) for p in prompts]
+    gold_ids = [ctx.builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
+    setting = {column: getattr(ctx, name) if spec.setting == name else None
+               for name, column in SETTINGS.items()}
+    label = f"{ctx.receiver.name}/{method}" + "".join(f"@{v}" for v in setting.values() if v is not None)
     features = ctx.features if spec.uses_bits else None
     with _receiver_alone(ctx, spec):
-        for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress,
-                                leave=False):
-            out = generate_and_score(receiver, [prompts[i] for i in index_batch],
-                                     [gold_ids[i] for i in index_batch], max_new_tokens, builder.stop_ids, pad_id,
-                                     features)
-            prefill += out.prefill_seconds
-            total += out.total_seconds
-            for j, i in enumerate(index_batch):
-                records[i] = _score(examples[i], prompts[i], gold_ids[i], out.generated[j], out.first_top5[j],
-                                    out.answer_nll[j], tokenizer.decode(out.generated[j], skip_special_tokens=True))
-    predictions = [records[i] for i in range(len(examples))]
-    n = len(predictions)
-    mean = lambda key: sum(p[key] for p in predictions) / n  # noqa: E731
-    row = {"receiver": receiver.name, "method": method, "M": budget, "bits": bits, "n": n,
-           "em": mean("em"), "f1": mean("f1"), "firsttok1": mean("firsttok1"), "firsttok5": mean("firsttok5"),
-           "nll": sum(sum(p["nll"]) for p in predictions) / sum(len(p["nll"]) for p in predictions),
-           "prompt_tokens": mean("prompt_tokens"), "text_bytes": mean("text_bytes"),
-           "text_bytes_zstd": mean("text_bytes_zstd"), "prefill_sec_per_example": prefill / n,
-           "sec_per_example": total / n, **diagnostics(prompts, predictions, tokenizer)}
-    if spec.uses_bits and n >= 2:
+        records, prefill, total = _generate(ctx, examples, prompts, gold_ids, batch_size, max_new_tokens,
+                                            features, label, progress)
+        timed = first_token_seconds(ctx.receiver, ctx.builder, [p.receive or p for p in prompts[:timing_n]],
+                                    features)
+    predictions = [{**records[i], **costs[i]} for i in range(len(examples))]
+    row = {"receiver": ctx.receiver.name, "method": method, **setting, "regime": ctx.regime,
+           **_means(predictions), "prefill_sec_per_example": prefill / len(predictions),
+           "sec_per_example": total / len(predictions), **cost_columns(costs, prompts, spec.coding),
+           **_receiver_ms(timed), **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
+    if spec.uses_bits and len(predictions) >= 2:
+        pad_id = ctx.builder.pad_id
         row.update(shuffle_test(ctx, prompts, gold_ids, [p["nll"] for p in predictions], batch_size, pad_id))
         if shuffled_f1:
             row.update(shuffled_answers(ctx, prompts, examples, max_new_tokens, batch_size, pad_id))
     for p in predictions:
-        p.update(receiver=receiver.name, method=method, M=budget, bits=bits)
+        p.update(receiver=ctx.receiver.name, method=method, **setting, regime=ctx.regime)
     return MethodRun(row=row, predictions=predictions)
+
+
+def _generate(ctx: MethodContext, examples, prompts, gold_ids, batch_size, max_new_tokens, features, label,
+              progress) -> tuple[dict[int, dict], float, float]:
+    """Greedy answers and answer NLL for every prompt, batched by length: (records by index, prefill s, total s)."""
+    order = sorted(range(len(examples)), key=lambda i: prompts[i].length)  # less padding per batch
+    records: dict[int, dict] = {}
+    prefill = total = 0.0
+    for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress, leave=False):
+        out = generate_and_score(ctx.receiver, [prompts[i] for i in index_batch], [gold_ids[i] for i in index_batch],
+                                 max_new_tokens, ctx.builder.stop_ids, ctx.builder.pad_id, features)
+        prefill += out.prefill_seconds
+        total += out.total_seconds
+        for j, i in enumerate(index_batch):
+            text = ctx.receiver.tokenizer.decode(out.generated[j], skip_special_tokens=True)
+            records[i] = _score(examples[i], prompts[i], gold_ids[i], out.generated[j], out.first_top5[j],
+                                out.answer_nll[j], text)
+    return records, prefill, total
+
+
+def _means(predictions: list[dict]) -> dict:
+    """n and the quality means of a row (nll token-weighted)."""
+    n = len(predictions)
+    mean = lambda key: sum(p[key] for p in predictions) / n  # noqa: E731
+    return {"n": n, "em": mean("em"), "f1": mean("f1"), "firsttok1": mean("firsttok1"),
+            "firsttok5": mean("firsttok5"),
+            "nll": sum(sum(p["nll"]) for p in predictions) / sum(len(p["nll"]) for p in predictions),
+            "prompt_tokens": mean("prompt_tokens")}
+
+
+def _receiver_ms(seconds: list[float]) -> dict:
+    """receiver_ms (median) and receiver_ms_p90 over the timed examples (None when none were timed)."""
+    if not seconds:
+        return {"receiver_ms": None, "receiver_ms_p90": None, "timed_n": 0}
+    summary = summary_ms(seconds)
+    return {"receiver_ms": summary["median_ms"], "receiver_ms_p90": summary["p90_ms"], "timed_n": summary["n"]}
 
 
 def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generated: list[int],
@@ -96,18 +122,22 @@ def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generat
     em, f1 = best_em_f1(prediction, example.answers)
     return {"id": example.id, "prediction": prediction, "generated_ids": generated, "answers": list(example.answers),
             "em": em, "f1": f1, "firsttok1": float(gold_ids[0] == top5[0]), "firsttok5": float(gold_ids[0] in top5),
-            "nll": nll, "prompt_tokens": prompt.length, "text_bytes": prompt.text_bytes,
-            "text_bytes_zstd": prompt.text_bytes_zstd}
+            "nll": nll, "prompt_tokens": prompt.length}
 
 
-def method_grid(config: Config) -> list[tuple[str, int | None, int | None]]:
-    """(method, M, bits) to run: budget methods once per M, latent methods once per wire.eval_bits."""
+def method_grid(config: Config) -> list[tuple[str, object]]:
+    """(method, setting value or None) to run: a method with a setting once per value of its config list;
+    every method must run in the config's eval.regime."""
     unknown = [m for m in config.eval.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown eval method(s) {unknown}; known: {sorted(METHODS)}")
-    return [(m, budget, bits) for m in config.eval.methods
-            for budget in (config.eval.budgets if METHODS[m].uses_budget else [None])
-            for bits in (config.wire.eval_bits if METHODS[m].uses_bits else [None])]
+    wrong = [m for m in config.eval.methods if config.eval.regime not in METHODS[m].regimes]
+    if wrong:
+        raise ValueError(f"eval method(s) {wrong} do not run in eval.regime={config.eval.regime}")
+    values = {"budget": config.eval.budgets, "bits": config.wire.eval_bits, "sentences": config.eval.sentences,
+              "rate": config.eval.rates}
+    return [(m, value) for m in config.eval.methods
+            for value in (values[METHODS[m].setting] if METHODS[m].setting else [None])]
 
 
 def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
@@ -116,7 +146,7 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     for spec in config.receivers:
         if spec.name not in receivers:
             receivers[spec.name] = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
-    if config.checkpoint or any(METHODS[m].uses_bits for m, _, _ in grid):
+    if config.checkpoint or any(METHODS[m].uses_bits for m, _ in grid):
         return load_trained(config.checkpoint, receivers)
     return None
 
@@ -142,17 +172,23 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     system = load_models(config, grid, receivers)
     folder.open(rows)
     started, commit = time.perf_counter(), code_commit()
+    codings, notes = build_codings(config, receivers)
+    sender, peers = receivers[config.receivers[0].name], {}
     for spec in config.receivers:
         receiver = receivers[spec.name]
         builder = PromptBuilder(receiver.tokenizer, config.prompt, receiver.name)
-        for method, budget, bits in grid:
-            if (spec.name, method, budget, bits) in done:
+        for method, value in grid:
+            setting = METHODS[method].setting
+            key = (spec.name, method, *(value if setting == name else None for name in SETTINGS))
+            if key in done:
                 continue
-            ctx = MethodContext(receiver, builder, budget or 0, bits or 16, system)
+            ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
+                                peers=peers, **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
-                                progress, config.eval.shuffled_f1)
+                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n)
             result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
-                              resolved_dtype=str(receiver.model.dtype).removeprefix("torch."))
+                              resolved_dtype=str(receiver.model.dtype).removeprefix("torch."),
+                              **({"coding_notes": notes} if notes else {}))
             folder.append(result.row, result.predictions)
             rows.append(result.row)
     predictions = folder.path / "predictions.jsonl"

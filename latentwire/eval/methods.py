@@ -1,92 +1,51 @@
 """Baseline methods: how a receiver is given each example's prompt.
 
 A method turns one QA example into a `PromptInput` (token ids or input embeddings) plus what it
-cost to send. Methods are looked up by name in `METHODS`; `token_budget` takes the budget M.
-Nothing here sees the gold answers.
+cost to send. Methods are looked up by name in `METHODS`; a method with a setting (`token_budget`'s budget
+M, `latent`'s bits, ...) runs once per value. The peers of the Pareto benchmark are in
+latentwire.eval.peer_methods. Nothing here sees the gold answers.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
-import zstandard
 
 from latentwire.adapters import embedding_rms, rms_calibrate
 from latentwire.data.examples import QAExample
+from latentwire.eval import peer_methods
+from latentwire.eval.peer_methods import message_text_bytes, text_prompt
+from latentwire.config import REGIMES
+from latentwire.eval.prompt_input import MethodContext, PromptInput
 from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
-from latentwire.llm.loader import Receiver
-from latentwire.prompt import PromptBuilder, format_content
-
-_ZSTD = zstandard.ZstdCompressor(level=19)
-
-
-@dataclass
-class PromptInput:
-    """One example's prompt for one receiver: ids (token path) or embeds [T, d] (embedding path)."""
-
-    content: str                     # the content segment as text (for alignment of the answer)
-    ids: list[int] | None = None
-    embeds: torch.Tensor | None = None
-    text_bytes: int = 0              # UTF-8 bytes the sender transmits (question + context)
-    text_bytes_zstd: int = 0         # the same, zstd level 19
-    wire_bytes: int | None = None    # bytes of the packet actually sent (latent methods)
-    latent: torch.Tensor | None = None  # the decoded latent [slots, d_z] (latent methods; diagnostics)
-    content_tokens: int = 0          # receiver tokens of the content a latent replaces (latent methods)
-    latent_embeds: torch.Tensor | None = None  # the adapter's output [M_r, d] (what receiver features read)
-    after_ids: list[int] | None = None  # ids read right after the latent (the question, context-only mode)
-
-    @property
-    def length(self) -> int:
-        return len(self.ids) if self.ids is not None else int(self.embeds.shape[0])
-
-
-@dataclass
-class MethodContext:
-    """What a method may use to build one example's prompt (never the gold answers)."""
-
-    receiver: Receiver
-    builder: PromptBuilder
-    budget: int = 0                  # token_budget: M
-    bits: int = 16                   # latent: the bit width sent
-    system: object | None = None     # latent: the trained LatentWire model
-
-    @property
-    def features(self):
-        """The trained model's receiver features (a ReceiverFeatures), or None."""
-        return getattr(self.system, "features", None)
-
+from latentwire.prompt import format_content
 
 def message_bytes(question: str, context: str) -> tuple[int, int]:
     """(UTF-8 bytes, zstd-19 bytes) of the message a sender transmits: question + newline + context."""
-    message = f"{question}\n{context}".encode("utf-8")
-    return len(message), len(_ZSTD.compress(message))
+    return message_text_bytes(question, context)
 
 
 def _text(example: QAExample, ctx: MethodContext) -> PromptInput:
-    content = format_content(example.question, example.context)
-    return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, example.context))
+    return text_prompt(ctx, example, example.context)
 
 
 def _token_budget(example: QAExample, ctx: MethodContext) -> PromptInput:
-    context = ctx.builder.truncate_context(example.question, example.context, ctx.budget)
-    content = format_content(example.question, context)
-    return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, context))
+    return text_prompt(ctx, example, ctx.builder.truncate_context(example.question, example.context, ctx.budget))
 
 
 def _context_budget(example: QAExample, ctx: MethodContext) -> PromptInput:
     ids = ctx.builder.encode(example.context)
     context = ctx.builder.tokenizer.decode(ids[:ctx.budget]).strip() if len(ids) > ctx.budget else example.context
-    content = format_content(example.question, context)
-    return PromptInput(content, ids=ctx.builder.prompt_ids(content), **_bytes(example.question, context))
+    return text_prompt(ctx, example, context)
 
 
 @torch.no_grad()
 def _embed_raw(example: QAExample, ctx: MethodContext) -> PromptInput:
     prompt = _text(example, ctx)
     ids = torch.tensor([prompt.ids], device=ctx.receiver.device)
-    return PromptInput(prompt.content, embeds=ctx.receiver.embed(ids)[0], text_bytes=prompt.text_bytes,
-                       text_bytes_zstd=prompt.text_bytes_zstd)
+    return replace(prompt, ids=None, embeds=ctx.receiver.embed(ids)[0], receive=None)
 
 
 @torch.no_grad()
@@ -94,7 +53,7 @@ def _embed_anchor(example: QAExample, ctx: MethodContext) -> PromptInput:
     content = format_content(example.question, example.context)
     prefix, body, anchor = ctx.builder.segment_ids(content)
     ids = torch.tensor([prefix + body + anchor], device=ctx.receiver.device)
-    return PromptInput(content, embeds=ctx.receiver.embed(ids)[0], **_bytes(example.question, example.context))
+    return replace(_text(example, ctx), content=content, ids=None, embeds=ctx.receiver.embed(ids)[0], receive=None)
 
 
 @torch.no_grad()
@@ -104,23 +63,28 @@ def _embed_adapter(example: QAExample, ctx: MethodContext) -> PromptInput:
     target = embedding_rms(ctx.receiver.model.get_input_embeddings().weight)
     calibrated = rms_calibrate(ctx.receiver.embed(body).float(), target).to(ctx.receiver.model.dtype)
     embeds = latent_prompt_embeds(ctx.receiver, ctx.builder, calibrated)[0]
-    return PromptInput(content, embeds=embeds, **_bytes(example.question, example.context))
+    return replace(_text(example, ctx), content=content, ids=None, embeds=embeds, receive=None)
 
 
 @torch.no_grad()
 def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     if ctx.system is None:
         raise ValueError("eval method 'latent' needs a trained model: set checkpoint=<checkpoint dir>")
+    started = time.perf_counter()
     packet = ctx.system.encode(example.question, example.context, ctx.bits)
-    z = ctx.system.decode(packet)                                              # [slots, d_z]
-    latent = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
+    sender_seconds = time.perf_counter() - started
     text = ctx.system.text_after(example.question, example.context)       # the question, context-only mode
-    after = ctx.builder.encode(text) if text else []
+
+    def receive() -> tuple[PromptInput, torch.Tensor]:     # what the receiver does with the packet it holds
+        z = ctx.system.decode(packet)                                          # [slots, d_z]
+        latent = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
+        return latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else []), z
+    prompt, z = receive()
     content = format_content(example.question, example.context)
-    return replace(latent_prompt(ctx, latent[0], after), content=content, latent=z.cpu(),
-                   wire_bytes=len(packet) + len(text.encode("utf-8")),
-                   content_tokens=len(ctx.builder.encode(content)) - len(after),
-                   **_bytes(example.question, example.context))
+    raw, packed = message_bytes(example.question, example.context)
+    return replace(prompt, content=content, latent=z.cpu(), wire_bytes=len(packet) + len(text.encode("utf-8")),
+                   content_tokens=len(ctx.builder.encode(content)) - len(prompt.after_ids), text_bytes=raw,
+                   text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0])
 
 
 def latent_prompt(ctx: MethodContext, latent_embeds: torch.Tensor, after_ids: list[int]) -> PromptInput:
@@ -130,34 +94,59 @@ def latent_prompt(ctx: MethodContext, latent_embeds: torch.Tensor, after_ids: li
                        after_ids=after_ids)
 
 
-def _bytes(question: str, context: str) -> dict[str, int]:
-    raw, packed = message_bytes(question, context)
-    return {"text_bytes": raw, "text_bytes_zstd": packed}
+SETTINGS = {"budget": "M", "bits": "bits", "sentences": "sentences", "rate": "rate"}
+"""A method's setting -> the metrics row column that holds its value (the config lists them: eval.budgets,
+wire.eval_bits, eval.sentences, eval.rates)."""
 
 
 @dataclass(frozen=True)
 class Method:
-    """A named way of prompting; `uses_budget` methods run once per M in eval.budgets."""
+    """A named way of prompting. A method with a `setting` runs once per value of that setting's config list;
+    `regimes` are the ones it runs in (latentwire.config.REGIMES); `coding` is the wire coding its
+    wire_bytes counts (text methods: utf8, lm_coded: lm, latents: their packet)."""
 
     name: str
     build: Callable[[QAExample, MethodContext], PromptInput]
-    uses_budget: bool = False
-    uses_bits: bool = False
+    setting: str | None = None
     description: str = ""
+    coding: str = "utf8"
+    regimes: tuple[str, ...] = REGIMES
+
+    @property
+    def uses_budget(self) -> bool:
+        return self.setting == "budget"
+
+    @property
+    def uses_bits(self) -> bool:
+        return self.setting == "bits"
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("text", _text, description="the full prompt as token ids"),
-    Method("token_budget", _token_budget, uses_budget=True,
+    Method("no_context", peer_methods.no_context, description="the question alone: the floor of every score"),
+    Method("token_budget", _token_budget, "budget", regimes=("question_aware",),
            description="context cut so that question + context fit in M tokens"),
-    Method("context_budget", _context_budget, uses_budget=True,
+    Method("context_budget", _context_budget, "budget",
            description="context cut to its first M tokens, the question in full (compare: context-only latents)"),
+    Method("select_lexical", peer_methods.selection("lexical"), "sentences",
+           description="the question + the context sentences sharing most words with it (eval.sentences of them; "
+                       "context-only: the whole context crosses and the receiver selects)"),
+    Method("select_minilm", peer_methods.selection("minilm"), "sentences",
+           description="the same, sentences ranked by all-MiniLM-L6-v2 cosine to the question"),
+    Method("llmlingua", peer_methods.llmlingua, "rate",
+           description="the context pruned by LLMLingua (SmolLM2 scoring) toward each eval.rates, "
+                       "question-conditioned where the sender sees the question"),
+    Method("lm_coded", peer_methods.lm_coded, coding="lm",
+           description="the full text range-coded under SmolLM2's next-token probabilities; the receiver "
+                       "decodes it token by token, then reads the text"),
     Method("embed_raw", _embed_raw, description="the receiver's own embeddings of the text prompt"),
     Method("embed_anchor", _embed_anchor,
            description="prefix + content embedded separately as the latent path will, then the anchor"),
     Method("embed_adapter", _embed_adapter,
            description="content embeddings through the adapter's per-example RMS calibration, assembled "
                        "exactly as a latent is (prefix + slots + anchor)"),
-    Method("latent", _latent, uses_bits=True,
+    Method("latent", _latent, "bits", coding="packet",
            description="the trained latent, sent as a packet at each wire.eval_bits, through the adapter"),
 ]}
+
+__all__ = ["METHODS", "Method", "MethodContext", "PromptInput", "SETTINGS", "message_bytes"]

@@ -1,12 +1,16 @@
 """Markdown tables of metric rows."""
 from __future__ import annotations
 
+from latentwire.eval.schema import upgrade_row
+
 COLUMNS = [("receiver", "receiver", "{}"), ("method", "method", "{}"), ("M", "M", "{}"), ("bits", "bits", "{}"),
-           ("n", "n", "{}"),
+           ("sentences", "sent.", "{}"), ("rate", "rate", "{}"), ("n", "n", "{}"),
            ("em", "EM", "{:.3f}"), ("f1", "F1", "{:.3f}"), ("firsttok1", "FirstTok@1", "{:.3f}"),
            ("firsttok5", "FirstTok@5", "{:.3f}"), ("nll", "NLL/tok", "{:.2f}"),
-           ("prompt_tokens", "prompt tok", "{:.1f}"), ("text_bytes", "bytes", "{:.0f}"),
-           ("text_bytes_zstd", "zstd bytes", "{:.0f}"), ("sec_per_example", "s/example", "{:.3f}"),
+           ("prompt_tokens", "prompt tok", "{:.1f}"), ("bytes_utf8", "bytes", "{:.0f}"),
+           ("bytes_zstd", "zstd bytes", "{:.0f}"), ("bytes_ids", "ids bytes", "{:.0f}"),
+           ("bytes_unigram", "unigram bytes", "{:.0f}"), ("bytes_lm", "lm bytes", "{:.0f}"),
+           ("sec_per_example", "s/example", "{:.3f}"), ("receiver_ms", "receiver ms", "{:.0f}"),
            ("wire_bytes", "wire bytes", "{:.0f}"),
            ("seq_compression", "seq x", "{:.1f}"), ("wire_compression", "wire x", "{:.1f}"),
            ("wire_compression_zstd", "wire x (zstd)", "{:.1f}"), ("latent_cosine", "latent cos", "{:.3f}"),
@@ -16,6 +20,7 @@ COLUMNS = [("receiver", "receiver", "{}"), ("method", "method", "{}"), ("M", "M"
 
 def markdown_table(rows: list[dict]) -> str:
     """A markdown table of metric rows (missing values shown as -; columns empty in every row left out)."""
+    rows = [upgrade_row(row) for row in rows]
     columns = [c for c in COLUMNS if any(row.get(c[0]) is not None for row in rows)]
     lines = ["| " + " | ".join(title for _, title, _ in columns) + " |",
              "|" + "---|" * len(columns)]

@@ -15,7 +15,7 @@ from pathlib import Path
 RESULT_FILES = ("config.json", "rows.jsonl", "predictions.jsonl", "metrics.json", "results.md")
 # config entries that choose which rows run or where they go, not what a row's numbers are
 GRID_KEYS = (("eval", "methods"), ("eval", "budgets"), ("wire", "eval_bits"), ("eval", "out_dir"),
-             ("eval", "threads"))
+             ("eval", "threads"), ("eval", "sentences"), ("eval", "rates"))
 
 
 def same_run(old: dict, new: dict) -> bool:
@@ -30,8 +30,9 @@ def same_run(old: dict, new: dict) -> bool:
 
 
 def row_key(record: dict) -> tuple:
-    """(receiver, method, M, bits): which row a metrics row or a prediction belongs to."""
-    return record["receiver"], record["method"], record["M"], record.get("bits")
+    """(receiver, method, M, bits, sentences, rate): which row a metrics row or a prediction belongs to."""
+    return (record["receiver"], record["method"], record["M"], record.get("bits"), record.get("sentences"),
+            record.get("rate"))
 
 
 def _read_config(path: Path) -> dict | None:

@@ -7,7 +7,7 @@ import time
 import torch
 
 from latentwire.eval.generation import greedy_decode
-from latentwire.eval.methods import PromptInput
+from latentwire.eval.prompt_input import PromptInput
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import PromptBuilder
 
