@@ -72,7 +72,6 @@ def test_lm_coded_reads_the_exact_text_and_counts_its_bytes(receiver):
 
 
 def test_eval_rows_carry_every_coding_timing_and_settings(pair, tmp_path):
-    a = pair["a"]
     overrides = ["data.n=3", "eval.batch_size=2", "eval.max_new_tokens=3", f"eval.out_dir={tmp_path / 'run'}",
                  "eval.methods=[text,no_context,select_lexical,lm_coded]", "eval.sentences=[1,2]",
                  "eval.timing_n=2", "eval.regime=context_only", "eval.unigram=none.json.gz",
