@@ -91,6 +91,7 @@ def test_eval_rows_carry_every_coding_timing_and_settings(pair, tmp_path):
         "prompt_tokens"]
     coded = by[("a", "lm_coded", None)]
     assert coded["exact"] == 1.0 and coded["wire_bytes"] == coded["bytes_lm"] and coded["f1"] == text["f1"]
+    assert coded["reused"] == 3 and text["reused"] == 0      # the same token ids: answered once
     assert "bytes_unigram" not in text
     assert all(r["M"] is None for r in rows if r["method"] != "latent_oracle")
 

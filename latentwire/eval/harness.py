@@ -48,9 +48,11 @@ def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManag
 
 def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
                max_new_tokens: int, progress: bool = True, shuffled_f1: bool = False,
-               codings: dict | None = None, timing_n: int = 0) -> MethodRun:
+               codings: dict | None = None, timing_n: int = 0, memo: dict | None = None) -> MethodRun:
     """Evaluate one method on `examples`; returns the metrics row and per-example predictions. Each text
-    method's message is costed in `codings`; the receiver is timed on the first `timing_n` examples."""
+    method's message is costed in `codings`; the receiver is timed on the first `timing_n` examples. A prompt
+    already answered in `memo` (the same receiver, example and token ids, or the same latent) is not
+    generated again."""
     spec = METHODS[method]
     with _receiver_alone(ctx, spec):
         prompts = [spec.build(e, ctx) for e in examples]
@@ -61,14 +63,18 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     label = f"{ctx.receiver.name}/{method}" + "".join(f"@{v}" for v in setting.values() if v is not None)
     features = ctx.features if spec.uses_bits else None
     with _receiver_alone(ctx, spec):
+        keys = [_memo_key(ctx, e, p, method, setting) for e, p in zip(examples, prompts)]
+        memo = {} if memo is None else memo
+        reused = sum(k in memo for k in keys)
         records, prefill, total = _generate(ctx, examples, prompts, gold_ids, batch_size, max_new_tokens,
-                                            features, label, progress)
+                                            features, label, progress, keys, memo)
         timed = first_token_seconds(ctx.receiver, ctx.builder, [p.receive or p for p in prompts[:timing_n]],
                                     features)
     predictions = [{**records[i], **costs[i]} for i in range(len(examples))]
     row = {"receiver": ctx.receiver.name, "method": method, **setting, "regime": ctx.regime,
-           **_means(predictions), "prefill_sec_per_example": prefill / len(predictions),
-           "sec_per_example": total / len(predictions), **cost_columns(costs, prompts, spec.coding),
+           **_means(predictions), "reused": reused,
+           "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
+           "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
            **_receiver_ms(timed), **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.uses_bits and len(predictions) >= 2:
         pad_id = ctx.builder.pad_id
@@ -80,11 +86,19 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     return MethodRun(row=row, predictions=predictions)
 
 
+def _memo_key(ctx: MethodContext, example: QAExample, prompt: PromptInput, method: str, setting: dict) -> tuple:
+    """What makes two prompts the same question to a receiver: its token ids, or a latent's method and setting."""
+    if prompt.ids is not None:
+        return ctx.receiver.name, example.id, tuple(prompt.ids)
+    return ctx.receiver.name, example.id, method, tuple(setting.values())
+
+
 def _generate(ctx: MethodContext, examples, prompts, gold_ids, batch_size, max_new_tokens, features, label,
-              progress) -> tuple[dict[int, dict], float, float]:
-    """Greedy answers and answer NLL for every prompt, batched by length: (records by index, prefill s, total s)."""
-    order = sorted(range(len(examples)), key=lambda i: prompts[i].length)  # less padding per batch
-    records: dict[int, dict] = {}
+              progress, keys: list[tuple], memo: dict) -> tuple[dict[int, dict], float, float]:
+    """Greedy answers and answer NLL for every prompt not in `memo` (answered prompts are added to it), batched
+    by length: (records by index, prefill s, total s of the prompts generated here)."""
+    records = {i: dict(memo[k]) for i, k in enumerate(keys) if k in memo}
+    order = sorted((i for i in range(len(examples)) if i not in records), key=lambda i: prompts[i].length)
     prefill = total = 0.0
     for index_batch in tqdm(list(iter_batches(order, batch_size)), desc=label, disable=not progress, leave=False):
         out = generate_and_score(ctx.receiver, [prompts[i] for i in index_batch], [gold_ids[i] for i in index_batch],
@@ -95,6 +109,7 @@ def _generate(ctx: MethodContext, examples, prompts, gold_ids, batch_size, max_n
             text = ctx.receiver.tokenizer.decode(out.generated[j], skip_special_tokens=True)
             records[i] = _score(examples[i], prompts[i], gold_ids[i], out.generated[j], out.first_top5[j],
                                 out.answer_nll[j], text)
+            memo[keys[i]] = dict(records[i])
     return records, prefill, total
 
 
@@ -151,13 +166,16 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     return None
 
 
-def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None) -> list[dict]:
+def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,
+             memo: dict | None = None) -> list[dict]:
     """Run every receiver x method of `config`; write metrics.json, predictions.jsonl, results.md.
 
     Resumable: a rerun into the same out_dir with the same config (up to its method grid) runs only the
     (receiver, method, M, bits) rows not done yet. Everything that can fail before the first row (the
     grid, the data, the receivers, the checkpoint) is checked before the folder is touched, and a run of
     another config replaces the folder's results only once it has finished (latentwire.eval.rundir).
+    A `memo` dict shared between calls (bench/pareto.py's two regimes) answers a prompt already answered
+    without generating it again (rows say how many in `reused`).
     """
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
@@ -185,7 +203,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
             ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
                                 peers=peers, **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
-                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n)
+                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo)
             result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
                               resolved_dtype=str(receiver.model.dtype).removeprefix("torch."),
                               **({"coding_notes": notes} if notes else {}))

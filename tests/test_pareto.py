@@ -1,0 +1,52 @@
+"""The Pareto front: points per coding, dominance in bytes, time and F1 within a receiver and regime."""
+import pytest
+
+from latentwire.eval.pareto import mark_front, pareto_points, relative_to_text, row_points
+
+
+def _row(method, f1, receiver="r", regime="question_aware", **columns):
+    return {"receiver": receiver, "regime": regime, "method": method, "M": None, "bits": None, "f1": f1, **columns}
+
+
+TEXT = _row("text", 0.6, bytes_utf8=800, bytes_zstd=450, bytes_ids=370, bytes_unigram=230, receiver_ms=300,
+            decode_ms_utf8=0.0, decode_ms_zstd=0.1, decode_ms_ids=1.0, decode_ms_unigram=2.0)
+CODED = _row("lm_coded", 0.6, bytes_utf8=800, bytes_lm=110, receiver_ms=300, decode_ms_lm=7000, decode_ms_utf8=0)
+CUT = _row("context_budget", 0.2, M=20, bytes_utf8=150, bytes_ids=60, receiver_ms=90, decode_ms_utf8=0,
+           decode_ms_ids=1.0)
+LATENT = _row("latent", 0.25, bits=4, wire_bytes=130, receiver_ms=80)
+
+
+def test_rows_become_one_point_per_coding():
+    assert [p.coding for p in row_points(TEXT)] == ["utf8", "zstd", "ids", "unigram"]
+    assert [p.coding for p in row_points(CODED)] == ["lm"]          # lm_coded is its own coding only
+    (packet,) = row_points(LATENT)
+    assert packet.coding == "packet" and packet.bytes == 130 and packet.label == "latent 4bit [packet]"
+    assert row_points(TEXT)[3].time_ms == pytest.approx(302.0)      # receiver + the coding's decoding
+    old = {"receiver": "r", "method": "text", "M": None, "f1": 0.5, "text_bytes": 700, "text_bytes_zstd": 400}
+    assert [(p.coding, p.bytes, p.time_ms) for p in row_points(old)] == [("utf8", 700, None), ("zstd", 400, None)]
+
+
+def test_front_keeps_undominated_points_per_receiver_and_regime():
+    points = {p["label"]: p["on_front"] for p in pareto_points([TEXT, CODED, CUT, LATENT])}
+    assert points["text [unigram]"] and points["lm_coded [lm]"] and points["latent 4bit [packet]"]
+    assert points["text [utf8]"] and points["text [zstd]"]    # the same F1 is not dominated (F1 must be higher)
+    assert not points["context_budget M=20 [utf8]"]           # the latent: fewer bytes, less time, higher F1
+    assert points["context_budget M=20 [ids]"]                # fewer bytes than the packet
+    other = _row("text", 0.9, receiver="other", bytes_utf8=10, receiver_ms=1)
+    blind = _row("text", 0.9, regime="context_only", bytes_utf8=10, receiver_ms=1)
+    points = {(p["receiver"], p["regime"], p["label"]): p["on_front"] for p in pareto_points([TEXT, other, blind])}
+    assert points[("r", "question_aware", "text [unigram]")]            # other receivers and regimes do not count
+
+
+def test_equal_points_do_not_dominate_each_other_and_untimed_points_compare_on_bytes():
+    a, b = row_points(_row("x", 0.5, bytes_utf8=100, receiver_ms=10))[0], \
+        row_points(_row("y", 0.5, bytes_utf8=100, receiver_ms=10))[0]
+    assert all(p.on_front for p in mark_front([a, b]))
+    slow = row_points(_row("z", 0.4, bytes_utf8=100))[0]       # no receiver time: bytes and F1 only
+    assert not mark_front([a, slow])[1].on_front
+
+
+def test_relative_to_text():
+    rows = relative_to_text([dict(TEXT), dict(CUT), dict(_row("text", 0.5, regime="context_only")),
+                             dict(_row("latent", 0.25, regime="context_only"))])
+    assert rows[1]["f1_rel_text"] == pytest.approx(0.2 / 0.6) and rows[3]["f1_rel_text"] == pytest.approx(0.5)
