@@ -1,6 +1,10 @@
-"""F1 against bytes on the wire, per receiver: baselines (text bytes, UTF-8 and zstd) and latents.
+"""F1 against wire bytes and against receiver time, per receiver and regime, with the Pareto front.
 
-    python bench/plot.py        # reads bench/results/{baselines,latent}.json, writes bench/results/f1_vs_bytes.png
+    python bench/plot.py     # reads bench/results/pareto.json, writes bench/results/f1_vs_bytes.png, f1_vs_time.png
+
+Every method is a labelled series (one colour; its settings joined by a line per coding, one marker per
+coding); points on the front (latentwire.eval.pareto: bytes, time and F1 together) are ringed, and the front's
+projection is drawn as a staircase.
 """
 from __future__ import annotations
 
@@ -11,39 +15,66 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+MARKERS = {"utf8": "o", "zstd": "s", "ids": "D", "unigram": "^", "lm": "*", "packet": "P"}
+AXES = {"bytes": ("bytes", "bytes on the wire per question (log)"),
+        "time": ("time_ms", "receiver ms to the first answer token, decoding included (log)")}
 
 
-def _rows(name: str) -> list[dict]:
-    path = RESULTS / name
-    return json.loads(path.read_text()) if path.is_file() else []
+def _panel(axis, points: list[dict], x: str, colours: dict) -> None:
+    """One receiver and regime: every (method, coding) series, the front ringed and its staircase."""
+    for (method, coding) in sorted({(p["method"], p["coding"]) for p in points}):
+        series = sorted((p for p in points if (p["method"], p["coding"]) == (method, coding) and p[x] is not None),
+                        key=lambda p: p[x])
+        axis.plot([p[x] for p in series], [p["f1"] for p in series], marker=MARKERS.get(coding, "."),
+                  color=colours[method], linestyle="-", linewidth=0.8, markersize=5, alpha=0.85)
+    front = sorted((p for p in points if p["on_front"] and p[x] is not None), key=lambda p: (p[x], -p["f1"]))
+    staircase, best = [], -1.0
+    for p in front:
+        if p["f1"] > best:
+            staircase.append(p)
+            best = p["f1"]
+    if staircase:
+        axis.step([p[x] for p in staircase], [p["f1"] for p in staircase], where="post", color="black",
+                  linewidth=1.2, alpha=0.6)
+        axis.scatter([p[x] for p in front], [p["f1"] for p in front], s=90, facecolors="none", edgecolors="black",
+                     linewidths=1.0, zorder=5)
+    axis.set_xscale("log")
+    axis.grid(alpha=0.3, which="both")
+
+
+def plot(points: list[dict], out_dir: Path) -> list[Path]:
+    """Draw f1_vs_bytes.png and f1_vs_time.png from Pareto points into `out_dir`; the paths written."""
+    panels = sorted({(p["receiver"], p["regime"]) for p in points})
+    methods = sorted({p["method"] for p in points})
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    colours = {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
+    handles = [Line2D([], [], color=colours[m], label=m) for m in methods] + \
+        [Line2D([], [], color="grey", marker=mk, linestyle="", label=f"coding: {c}") for c, mk in MARKERS.items()] + \
+        [Line2D([], [], color="black", marker="o", markerfacecolor="none", linestyle="-", label="Pareto front")]
+    written = []
+    for name, (x, label) in AXES.items():
+        figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4.6), squeeze=False)
+        for axis, (receiver, regime) in zip(axes[0], panels):
+            _panel(axis, [p for p in points if (p["receiver"], p["regime"]) == (receiver, regime)], x, colours)
+            axis.set_title(f"{receiver} / {regime.replace('_', '-')}")
+            axis.set_xlabel(label)
+            axis.set_ylabel("F1")
+        figure.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False)
+        figure.tight_layout(rect=(0, 0.12, 1, 1))
+        path = Path(out_dir) / f"f1_vs_{name}.png"
+        figure.savefig(path, dpi=120)
+        plt.close(figure)
+        written.append(path)
+    return written
 
 
 def main() -> None:
-    baselines, latents = _rows("baselines.json"), _rows("latent.json")
-    receivers = sorted({r["receiver"] for r in baselines + latents if "+" not in r["receiver"]})
-    figure, axes = plt.subplots(1, len(receivers), figsize=(6 * len(receivers), 4.5), squeeze=False)
-    for axis, receiver in zip(axes[0], receivers):
-        text = [r for r in baselines if r["receiver"] == receiver and r["method"] in ("text", "token_budget")]
-        text.sort(key=lambda r: r["text_bytes"])
-        axis.plot([r["text_bytes"] for r in text], [r["f1"] for r in text], "o-", label="text / token budget (UTF-8)")
-        axis.plot([r["text_bytes_zstd"] for r in text], [r["f1"] for r in text], "s--", label="same, zstd-19")
-        lat = sorted((r for r in latents if r["receiver"] == receiver and r["method"] == "latent"),
-                     key=lambda r: r["wire_bytes"])
-        if lat:
-            axis.plot([r["wire_bytes"] for r in lat], [r["f1"] for r in lat], "^-", label="latent packet")
-            for r in lat:
-                axis.annotate(f"{r['bits']}b", (r["wire_bytes"], r["f1"]), fontsize=8)
-        axis.set_xscale("log")
-        axis.set_xlabel("bytes on the wire per example")
-        axis.set_ylabel("F1")
-        axis.set_title(receiver)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(RESULTS / "f1_vs_bytes.png", dpi=110)
-    print(f"wrote {RESULTS / 'f1_vs_bytes.png'}")
+    points = json.loads((RESULTS / "pareto.json").read_text())["points"]
+    for path in plot(points, RESULTS):
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

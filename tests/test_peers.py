@@ -93,6 +93,12 @@ def test_eval_rows_carry_every_coding_timing_and_settings(pair, tmp_path):
     assert coded["exact"] == 1.0 and coded["wire_bytes"] == coded["bytes_lm"] and coded["f1"] == text["f1"]
     assert coded["reused"] == 3 and text["reused"] == 0      # the same token ids: answered once
     assert "bytes_unigram" not in text
+    from latentwire.eval.harness import memo_from_predictions
+    memo = memo_from_predictions(tmp_path / "run" / "predictions.jsonl")     # a later run answers nothing again
+    again = evaluate(load_config(None, overrides[:3] + ["eval.methods=[text]", "eval.regime=question_aware",
+                                                        f"eval.out_dir={tmp_path / 'again'}", overrides[-1]]),
+                     progress=False, receivers=dict(pair), memo=memo)
+    assert again[0]["reused"] == 3 and again[0]["f1"] == text["f1"] and again[0]["regime"] == "question_aware"
     assert all(r["M"] is None for r in rows if r["method"] != "latent_oracle")
 
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -70,7 +72,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
                                             features, label, progress, keys, memo)
         timed = first_token_seconds(ctx.receiver, ctx.builder, [p.receive or p for p in prompts[:timing_n]],
                                     features)
-    predictions = [{**records[i], **costs[i]} for i in range(len(examples))]
+    predictions = [{**records[i], **costs[i], "prompt_digest": keys[i][2]} for i in range(len(examples))]
     row = {"receiver": ctx.receiver.name, "method": method, **setting, "regime": ctx.regime,
            **_means(predictions), "reused": reused,
            "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
@@ -87,10 +89,25 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
 
 
 def _memo_key(ctx: MethodContext, example: QAExample, prompt: PromptInput, method: str, setting: dict) -> tuple:
-    """What makes two prompts the same question to a receiver: its token ids, or a latent's method and setting."""
-    if prompt.ids is not None:
-        return ctx.receiver.name, example.id, tuple(prompt.ids)
-    return ctx.receiver.name, example.id, method, tuple(setting.values())
+    """(receiver, example id, digest): what makes two prompts the same question to a receiver, its token ids
+    or a latent's method and setting."""
+    what = json.dumps(prompt.ids) if prompt.ids is not None else json.dumps([method, *setting.values()])
+    return ctx.receiver.name, example.id, hashlib.sha1(what.encode()).hexdigest()
+
+
+MEMO_FIELDS = ("prediction", "generated_ids", "em", "f1", "firsttok1", "firsttok5", "nll", "prompt_tokens")
+
+
+def memo_from_predictions(path: Path) -> dict:
+    """A memo of the answers in an evaluation's predictions.jsonl (those that recorded their prompt digest)."""
+    memo = {}
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if "prompt_digest" in record:
+                memo[(record["receiver"], record["id"], record["prompt_digest"])] = {
+                    "id": record["id"], "answers": record["answers"], **{k: record[k] for k in MEMO_FIELDS}}
+    return memo
 
 
 def _generate(ctx: MethodContext, examples, prompts, gold_ids, batch_size, max_new_tokens, features, label,
@@ -191,6 +208,7 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     folder.open(rows)
     started, commit = time.perf_counter(), code_commit()
     codings, notes = build_codings(config, receivers)
+    memo = {} if memo is None else memo
     sender, peers = receivers[config.receivers[0].name], {}
     for spec in config.receivers:
         receiver = receivers[spec.name]

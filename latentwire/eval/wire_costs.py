@@ -63,7 +63,8 @@ def message_costs(prompt: PromptInput, codings: dict[str, Coding]) -> dict:
 def cost_columns(records: list[dict], prompts: list[PromptInput], coding: str) -> dict:
     """Row columns: mean bytes_<coding> and median decode_ms_<coding> for every coding the records have,
     wire_bytes (in the method's own `coding`), reference_bytes (the full question + context's UTF-8 bytes,
-    what compression is against), sender_ms (median) and `exact` (share of exact round trips)."""
+    what compression is against), compression (reference_bytes / wire_bytes: what the method delivered),
+    sender_ms (median) and `exact` (share of exact round trips)."""
     row = {}
     for name in CODING_NAMES:
         sizes = [r[f"bytes_{name}"] for r in records if f"bytes_{name}" in r]
@@ -73,6 +74,8 @@ def cost_columns(records: list[dict], prompts: list[PromptInput], coding: str) -
     latent = [p.wire_bytes for p in prompts if p.wire_bytes is not None]
     row["wire_bytes"] = sum(latent) / len(latent) if latent else row.get(f"bytes_{coding}")
     row["reference_bytes"] = sum(p.text_bytes for p in prompts) / len(prompts) if prompts else None
+    if row["reference_bytes"] and row["wire_bytes"]:   # the compression the method delivered, in bytes
+        row["compression"] = row["reference_bytes"] / row["wire_bytes"]
     row["sender_ms"] = 1000 * statistics.median(p.sender_seconds for p in prompts) if prompts else None
     row["exact"] = sum(p.exact for p in prompts) / len(prompts) if prompts else None
     return row

@@ -1,0 +1,110 @@
+"""The Pareto benchmark (issue 17): every peer and the latent on F1 against wire bytes and receiver time.
+
+    python bench/pareto.py --checkpoint runs/collapse_pairs_qa      # 500 validation questions, both receivers
+    python bench/pareto.py --n 20 --timing-n 5 --methods text no_context   # a small run
+    python bench/pareto.py --report                                  # table, JSON and plots from what has run
+
+Both regimes: question_aware (the sender sees the question) and context_only (it never does; the receiver,
+which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
+Each regime is one `latentwire eval` run into runs/bench-pareto/<regime>/ (resumable there: a killed run
+continues with the rows not done); prompts that are the same in both regimes are answered once (the
+harness's memo) and only costed and timed again. receiver_ms is timed at batch 1 on the first --timing-n
+questions. Rows to bench/results/pareto.json with the front (latentwire.eval.pareto) marked;
+bench/results/f1_vs_bytes.png and f1_vs_time.png draw it, one panel per receiver and regime.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RUNS = HERE.parent / "runs" / "bench-pareto"
+RESULTS = HERE / "results"
+REGIMES = ("question_aware", "context_only")
+METHODS = ["text", "no_context", "context_budget", "select_lexical", "select_minilm", "llmlingua", "lm_coded"]
+COLUMNS = ["receiver", "regime", "method", "M", "sentences", "rate", "bits", "n", "f1", "f1_rel_text",
+           "prompt_tokens", "bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_lm", "wire_bytes",
+           "compression", "receiver_ms", "sender_ms", "exact"]
+
+
+def run_regime(regime: str, args, receivers: dict, memo: dict) -> list[dict]:
+    """One evaluation of every method in `regime`; its rows."""
+    from latentwire.config import load_config
+    from latentwire.eval.harness import evaluate
+    from latentwire.eval.methods import METHODS as REGISTRY
+
+    methods = [m for m in args.methods if regime in REGISTRY[m].regimes] + (["latent"] if args.checkpoint else [])
+    overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", f"eval.regime={regime}",
+                 f"eval.budgets=[{','.join(map(str, args.budgets))}]", f"eval.timing_n={args.timing_n}",
+                 f"eval.rates=[{','.join(map(str, args.rates))}]", "eval.joint=false", "eval.shuffled_f1=false",
+                 f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}"]
+    overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
+    overrides += [f"receivers={args.receivers}"] if args.receivers else []
+    return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo)
+
+
+def collect(runs: Path) -> list[dict]:
+    """The rows of every regime's run folder (finished or not)."""
+    rows = []
+    for regime in REGIMES:
+        path = runs / regime / "rows.jsonl"
+        if path.is_file():
+            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["method"] not in ("latent_oracle", "latent_joint")]
+
+
+def report(rows: list[dict], results: Path) -> None:
+    """Write <results>/pareto.json and the two plots; print the table and the front."""
+    from latentwire.eval.pareto import pareto_points, relative_to_text
+    from latentwire.eval.report import plain_table
+    from latentwire.precision import cpu_info
+    from plot import plot
+
+    rows = relative_to_text(rows)
+    points = pareto_points(rows)
+    model, flags = cpu_info()
+    result = {"machine": {"cpu": model, "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})},
+              "rows": rows, "points": points}
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "pareto.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(points, results)
+    print(plain_table(rows, COLUMNS))
+    front = [p for p in points if p["on_front"]]
+    print("\non the front:")
+    for key in sorted({(p["receiver"], p["regime"]) for p in front}):
+        names = sorted(p["label"] for p in front if (p["receiver"], p["regime"]) == key)
+        print(f"  {key[0]} / {key[1]}: {', '.join(names)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--timing-n", type=int, default=100)
+    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--budgets", nargs="+", type=int, default=[20, 40, 64, 96])
+    parser.add_argument("--rates", nargs="+", type=float, default=[0.5, 0.33])
+    parser.add_argument("--checkpoint", help="a trained latent (context-only) to place among the peers")
+    parser.add_argument("--config", help="a recipe YAML the evaluation starts from (e.g. the checkpoint's)")
+    parser.add_argument("--bits", type=int, default=4, help="the latent's wire bits")
+    parser.add_argument("--receivers", help="receivers= override (default: both)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
+    parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
+    parser.add_argument("--runs", default=str(RUNS), help="run folders (one per regime)")
+    parser.add_argument("--results", default=str(RESULTS), help="where pareto.json and the plots go")
+    args = parser.parse_args()
+    if not args.report:
+        from latentwire.eval.harness import memo_from_predictions
+
+        receivers, memo = {}, {}
+        for regime in REGIMES:     # answers already given in either regime's folder (a resumed run)
+            memo.update(memo_from_predictions(Path(args.runs) / regime / "predictions.jsonl"))
+            memo.update(memo_from_predictions(Path(args.runs) / regime / ".pending" / "predictions.jsonl"))
+        for regime in args.regimes:
+            run_regime(regime, args, receivers, memo)
+    report(collect(Path(args.runs)), Path(args.results))
+
+
+if __name__ == "__main__":
+    main()
