@@ -1,0 +1,54 @@
+"""What the same text costs on the wire in each lossless coding (issue 17), on 500 validation questions.
+
+    python bench/wire_bytes.py          # -> bench/results/wire_bytes.json; tokenizers only, about a minute
+
+Per coding (latentwire/wire/codings.py: utf8, zstd-19, shared-vocabulary ids, unigram range coding under the
+shipped table), the mean bytes of question + newline + context and of the context alone, every round trip
+checked exact; the shared-token count and the unigram coding's bits a token.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    from latentwire.config import load_config
+    from latentwire.data.loaders import load_examples
+    from latentwire.eval.report import plain_table
+    from latentwire.llm.loader import load_receiver
+    from latentwire.provenance import code_commit
+    from latentwire.wire.codings import text_codings
+    from latentwire.wire.shared_vocab import SharedVocabulary
+    from latentwire.wire.unigram import UnigramTable
+
+    config = load_config(None, ["data.n=500"])
+    tokenizers = [load_receiver(r.model, r.name, "float32").tokenizer for r in config.receivers]
+    vocabulary = SharedVocabulary.from_tokenizers(tokenizers[0], tokenizers[1:])
+    codings = text_codings(vocabulary, UnigramTable.load())
+    examples, _ = load_examples("squad", "", "validation", config.data.n, config.data.seed,
+                                config.data.max_context_chars)
+    rows = []
+    for part, texts in (("question+context", [f"{e.question}\n{e.context}" for e in examples]),
+                        ("context", [e.context for e in examples])):
+        row = {"text": part, "n": len(texts), "shared_tokens": statistics.mean(len(vocabulary.encode(t)) for t in texts)}
+        for name, coding in codings.items():
+            sizes = []
+            for text in texts:
+                data = coding.encode(text)
+                assert coding.decode(data) == text, (name, text[:40])
+                sizes.append(len(data))
+            row[f"bytes_{name}"] = statistics.mean(sizes)
+        row["unigram_bits_per_token"] = 8 * (row["bytes_unigram"] - 2) / row["shared_tokens"]
+        rows.append(row)
+    result = {"commit": code_commit(), "shared_vocabulary": len(vocabulary), "rows": rows}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "wire_bytes.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(plain_table(rows, list(rows[0])))
+
+
+if __name__ == "__main__":
+    main()
