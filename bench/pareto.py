@@ -28,7 +28,7 @@ COLUMNS = ["receiver", "regime", "method", "M", "sentences", "rate", "bits", "n"
            "compression", "receiver_ms", "sender_ms", "exact"]
 
 
-def run_regime(regime: str, args, receivers: dict, memo: dict) -> list[dict]:
+def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> list[dict]:
     """One evaluation of every method in `regime`; its rows."""
     from latentwire.config import load_config
     from latentwire.eval.harness import evaluate
@@ -41,7 +41,7 @@ def run_regime(regime: str, args, receivers: dict, memo: dict) -> list[dict]:
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []
-    return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo)
+    return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
 
 
 def collect(runs: Path) -> list[dict]:
@@ -97,12 +97,12 @@ def main() -> None:
     if not args.report:
         from latentwire.eval.harness import memo_from_predictions
 
-        receivers, memo = {}, {}
+        receivers, memo, peers = {}, {}, {}
         for regime in REGIMES:     # answers already given in either regime's folder (a resumed run)
             memo.update(memo_from_predictions(Path(args.runs) / regime / "predictions.jsonl"))
             memo.update(memo_from_predictions(Path(args.runs) / regime / ".pending" / "predictions.jsonl"))
         for regime in args.regimes:
-            run_regime(regime, args, receivers, memo)
+            run_regime(regime, args, receivers, memo, peers)
     report(collect(Path(args.runs)), Path(args.results))
 
 

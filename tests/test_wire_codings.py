@@ -111,3 +111,14 @@ def test_lm_coding_is_exact_and_refuses_other_bytes(pair):
         coder.decode(b"\x01")
     with pytest.raises(CodingError, match="lm"):
         coder.decode(b"\xff\xff" + b"\x00" * 4)
+
+
+def test_lm_prefix_messages_equal_their_own_codings_and_decode_together(pair):
+    coder = LMCoder(pair["a"])
+    parts = ["Paris is the capital of France.", "\nWhat is the capital?"]
+    (short, t0), (long, t1) = coder.encode_prefixes(parts)
+    assert short == coder.encode(parts[0]) and coder.decode(long) == "".join(parts)
+    (a, s0), (b, s1) = coder.decode_together([short, long])
+    assert (a, b) == (parts[0], "".join(parts)) and 0 <= s0 <= s1 and 0 <= t0 <= t1
+    with pytest.raises(CodingError, match="share"):
+        coder.decode_together([coder.encode("Rome is old."), long])

@@ -184,7 +184,7 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
 
 
 def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,
-             memo: dict | None = None) -> list[dict]:
+             memo: dict | None = None, peers: dict | None = None) -> list[dict]:
     """Run every receiver x method of `config`; write metrics.json, predictions.jsonl, results.md.
 
     Resumable: a rerun into the same out_dir with the same config (up to its method grid) runs only the
@@ -192,7 +192,8 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     grid, the data, the receivers, the checkpoint) is checked before the folder is touched, and a run of
     another config replaces the folder's results only once it has finished (latentwire.eval.rundir).
     A `memo` dict shared between calls (bench/pareto.py's two regimes) answers a prompt already answered
-    without generating it again (rows say how many in `reused`).
+    without generating it again (rows say how many in `reused`); a `peers` dict shares the sender-side work
+    (scorers, LLMLingua's pruning, the lm coding) between calls.
     """
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
@@ -203,13 +204,13 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     folder = RunFolder(config.eval.out_dir, config.to_dict())
     rows = folder.done_rows()
     done = {row_key(r) for r in rows}
-    receivers = dict(receivers or {})
+    receivers = {} if receivers is None else receivers     # models loaded here are added (callers reuse them)
     system = load_models(config, grid, receivers)
     folder.open(rows)
     started, commit = time.perf_counter(), code_commit()
     codings, notes = build_codings(config, receivers)
     memo = {} if memo is None else memo
-    sender, peers = receivers[config.receivers[0].name], {}
+    sender, peers = receivers[config.receivers[0].name], {} if peers is None else peers
     for spec in config.receivers:
         receiver = receivers[spec.name]
         builder = PromptBuilder(receiver.tokenizer, config.prompt, receiver.name)

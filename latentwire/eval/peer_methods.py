@@ -5,7 +5,8 @@ builds its prompt through `text_prompt` and says what its sender put on the wire
     select_lexical   the `sentences` context sentences sharing most content words with the question
     select_minilm    the same, ranked by all-MiniLM-L6-v2 cosine
     llmlingua        the context pruned by LLMLingua toward `rate`, SmolLM2 (the sender model) scoring
-    lm_coded         the full text range-coded under the sender model, decoded by the receiver first
+    lm_coded         the full text range-coded under the sender model, decoded by the receiver first (the
+                     question-aware message codes the context, then newline + the question)
 
 In the context-only regime the sender never sees the question: selection then happens at the receiver (the
 whole context crosses, the selection's time is the receiver's), LLMLingua prunes without the question, and
@@ -86,24 +87,23 @@ def llmlingua(example: QAExample, ctx: MethodContext) -> PromptInput:
 
 def lm_coded(example: QAExample, ctx: MethodContext) -> PromptInput:
     """The full text range-coded under the sender model; the receiver reads what it decodes (checked against
-    what was sent). The coding round trip runs once per (example, regime) and is shared by every receiver."""
-    message = sent_message(ctx.regime, example.question, example.context)
-
+    what was sent). Both regimes' messages come from one coding pass per example, shared by every receiver
+    and both regimes: the context (context-only; the question crosses as its UTF-8), and the context then
+    newline + question (question-aware), decoded in one pass too, each with its own decoding time."""
     def round_trip() -> dict:
         coder = ctx.resource("lm_coder", lambda: LMCoder(ctx.sender))
-        started = time.perf_counter()
-        data = coder.encode(message.coded)
-        encoded = time.perf_counter()
-        decoded = coder.decode(data)
-        return {"bytes": len(data), "sender": encoded - started, "decode": time.perf_counter() - encoded,
-                "decoded": decoded}
-    result = ctx.resource(("lm_coded", example.id, ctx.regime), round_trip)
-    exact = result["decoded"] == message.coded
-    context = example.context
-    if not exact:    # read what arrived: the context part of the decoded message
-        context = result["decoded"] if ctx.regime == "context_only" else result["decoded"].partition("\n")[2]
+        coded = coder.encode_prefixes([example.context, f"\n{example.question}"])
+        decoded = coder.decode_together([data for data, _ in coded])
+        return {regime: {"bytes": len(data), "sender": sender, "decoded": text, "decode": seconds}
+                for regime, (data, sender), (text, seconds) in zip(("context_only", "question_aware"), coded,
+                                                                   decoded)}
+    result = ctx.resource(("lm_coded", example.id), round_trip)[ctx.regime]
+    sent = example.context if ctx.regime == "context_only" else f"{example.context}\n{example.question}"
+    exact = result["decoded"] == sent
+    context = example.context if exact else result["decoded"].rsplit("\n", 1)[0]   # read what arrived
     prompt = text_prompt(ctx, example, context, sent_context=example.context)
     prompt.exact, prompt.sender_seconds = exact, result["sender"]
-    prompt.coded_bytes = {"lm": result["bytes"] + len(message.plain.encode("utf-8"))}
+    plain = len(example.question.encode("utf-8")) if ctx.regime == "context_only" else 0
+    prompt.coded_bytes = {"lm": result["bytes"] + plain}
     prompt.decode_seconds = {"lm": result["decode"]}
     return prompt

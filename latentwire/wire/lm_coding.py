@@ -5,11 +5,13 @@ receiver's time, since decoding runs the LM one token at a time.
 Sender and receiver compute the probabilities with the same step (`LMCoder._step`: one token in, the next
 token's distribution out, batch 1, KV cache), so both see the same numbers on the same machine and build
 identical coder models; the round trip is exact or `decode` raises CodingError. Message layout: a 2-byte
-token count, then the range coder's 32-bit words (constriction).
+token count, then the range coder's 32-bit words (constriction). `encode_prefixes` / `decode_together` code
+several messages that share their start (a context, and the context + the question) in one LM pass.
 """
 from __future__ import annotations
 
 import struct
+import time
 
 import numpy as np
 import torch
@@ -61,36 +63,71 @@ class LMCoder:
 
     def encode(self, text: str) -> bytes:
         """`text` as an lm-coded message."""
-        import constriction
-
-        ids = self.tokens(text)
-        encoder, cache, previous = constriction.stream.queue.RangeEncoder(), None, self.start
-        for token in ids:
-            probabilities, cache = self._step(previous, cache)
-            encoder.encode(token, constriction.stream.model.Categorical(probabilities, perfect=False))
-            previous = token
-        return struct.pack("<H", len(ids)) + encoder.get_compressed().astype("<u4").tobytes()
+        return self.encode_prefixes([text])[0][0]
 
     def decode(self, data: bytes) -> str:
         """The text of an lm-coded message (CodingError on malformed bytes)."""
+        return self.decode_together([data])[0][0]
+
+    def encode_prefixes(self, parts: list[str]) -> list[tuple[bytes, float]]:
+        """(message, seconds until it was coded) [k], message k coding parts[0] + ... + parts[k] (each part
+        tokenised on its own), from one pass of the LM over all parts: message k is what a sender of the
+        first k + 1 parts alone would send."""
         import constriction
 
+        pieces = [self.tokens(part) for part in parts]
+        encoders = [constriction.stream.queue.RangeEncoder() for _ in parts]
+        messages, cache, previous, done = [], None, self.start, 0
+        started = time.perf_counter()
+        for k, piece in enumerate(pieces):
+            for token in piece:
+                probabilities, cache = self._step(previous, cache)
+                model = constriction.stream.model.Categorical(probabilities, perfect=False)
+                for encoder in encoders[k:]:
+                    encoder.encode(token, model)
+                previous = token
+            done += len(piece)
+            if done > MAX_TOKENS:
+                raise CodingError(f"lm: {done} tokens, at most {MAX_TOKENS} fit a message")
+            data = struct.pack("<H", done) + encoders[k].get_compressed().astype("<u4").tobytes()
+            messages.append((data, time.perf_counter() - started))
+        return messages
+
+    def decode_together(self, messages: list[bytes]) -> list[tuple[str, float]]:
+        """(text, seconds until it was decoded) of each message, decoded in one pass of the LM: every message
+        must code a prefix of the longest one's tokens (as encode_prefixes writes them; CodingError if not)."""
+        import constriction
+
+        counts = [self._count(data) for data in messages]
+        decoders = [constriction.stream.queue.RangeDecoder(np.frombuffer(d[2:], dtype="<u4").astype(np.uint32))
+                    for d in messages]
+        ids, cache, previous, finished = [], None, self.start, {}
+        started = time.perf_counter()
+        try:
+            for step in range(max(counts, default=0)):
+                finished.update({k: time.perf_counter() - started for k, c in enumerate(counts) if c == step})
+                probabilities, cache = self._step(previous, cache)
+                model = constriction.stream.model.Categorical(probabilities, perfect=False)
+                symbols = {int(d.decode(model)) for d, c in zip(decoders, counts) if c > step}
+                if len(symbols) != 1:
+                    raise CodingError("lm: the messages decoded together do not share their tokens")
+                previous = symbols.pop()
+                ids.append(previous)
+        except (ValueError, RuntimeError, AssertionError) as error:
+            raise CodingError(f"lm: the range coder refused the bytes ({error})") from None
+        finished.update({k: time.perf_counter() - started for k in range(len(counts)) if k not in finished})
+        return [(self.text(ids[:c]), finished[k]) for k, c in enumerate(counts)]
+
+    @staticmethod
+    def _count(data: bytes) -> int:
+        """The token count of one message, checked against its size."""
         if len(data) < 2 or (len(data) - 2) % 4:
             raise CodingError(f"lm: {len(data)} bytes is not a 2-byte count and whole 32-bit words")
         count = struct.unpack("<H", data[:2])[0]
         if count > TOKENS_PER_BYTE * (len(data) - 2):
             raise CodingError(f"lm: {count} tokens claimed in {len(data) - 2} payload bytes (at most "
                               f"{TOKENS_PER_BYTE} a byte)")
-        words = np.frombuffer(data[2:], dtype="<u4").astype(np.uint32)
-        decoder, cache, previous, ids = constriction.stream.queue.RangeDecoder(words), None, self.start, []
-        try:
-            for _ in range(count):
-                probabilities, cache = self._step(previous, cache)
-                previous = int(decoder.decode(constriction.stream.model.Categorical(probabilities, perfect=False)))
-                ids.append(previous)
-        except (ValueError, RuntimeError, AssertionError) as error:
-            raise CodingError(f"lm: the range coder refused the bytes ({error})") from None
-        return self.text(ids)
+        return count
 
     def coding(self) -> Coding:
         """This coder as a named Coding."""
