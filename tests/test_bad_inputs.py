@@ -49,6 +49,11 @@ def one_line(error: BaseException) -> str:
     ("eval.max_new_tokens=-1", "eval.max_new_tokens", ">= 1"),
     ("eval.threads=-1", "eval.threads", ">= 0"),
     ("eval.budgets=[16,0]", "eval.budgets", ">= 1"),
+    ("eval.sentences=[0]", "eval.sentences", ">= 1"),
+    ("eval.timing_n=-1", "eval.timing_n", ">= 0"),
+    ("eval.rates=[0.5,1.5]", "eval.rates", "(0, 1]"),
+    ("eval.regime=blind", "eval.regime", "question_aware, context_only"),
+    ("eval.codings=[utf8,lm]", "eval.codings", "utf8, zstd, ids, unigram"),
     ("loss.K=0", "loss.K", ">= 1"),
     ("loss.kd_top_k=0", "loss.kd_top_k", ">= 1"),
     ("loss.kd_tau=0", "loss.kd_tau", "> 0"),
@@ -246,3 +251,17 @@ def test_another_config_replaces_the_results_only_once_it_has_finished(tmp_path,
     assert main(_eval_args(tiny_dirs, out, "data.n=3")) == 0
     assert _results(out) != before and '"n": 3' in (out / "rows.jsonl").read_text()
     assert _results(out / "previous") == before and not (out / ".pending").exists()
+
+
+def test_fit_unigram_cli_writes_a_table_the_codings_accept(tiny_dirs, tmp_path, capsys):
+    from latentwire.wire.unigram import UnigramTable
+    out = tmp_path / "table.json.gz"
+    receivers = f"receivers=[{{name: a, model: {tiny_dirs[0]}}}, {{name: b, model: {tiny_dirs[1]}}}]"
+    assert main(["fit-unigram", "--quiet", "--out", str(out), receivers, "data.max_context_chars=300"]) == 0
+    table = UnigramTable.load(out)
+    assert "bits a token" in capsys.readouterr().out and table.provenance["split"] == "train"
+    assert table.provenance["tokens"] == sum(table.counts) > 0
+    (tmp_path / "broken.json.gz").write_bytes(b"\x1f\x8b broken")
+    assert main(["eval", "--quiet", receivers, "data.n=2", "eval.methods=[text]",
+                 f"eval.unigram={tmp_path / 'broken.json.gz'}", f"eval.out_dir={tmp_path / 'run'}"]) == 2
+    assert "broken.json.gz" in capsys.readouterr().err
