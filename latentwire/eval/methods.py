@@ -22,11 +22,6 @@ from latentwire.eval.prompt_input import MethodContext, PromptInput
 from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
 from latentwire.prompt import format_content
 
-def message_bytes(question: str, context: str) -> tuple[int, int]:
-    """(UTF-8 bytes, zstd-19 bytes) of the message a sender transmits: question + newline + context."""
-    return message_text_bytes(question, context)
-
-
 def _text(example: QAExample, ctx: MethodContext) -> PromptInput:
     return text_prompt(ctx, example, example.context)
 
@@ -81,7 +76,7 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
         return latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else []), z
     prompt, z = receive()
     content = format_content(example.question, example.context)
-    raw, packed = message_bytes(example.question, example.context)
+    raw, packed = message_text_bytes(example.question, example.context)
     return replace(prompt, content=content, latent=z.cpu(), wire_bytes=len(packet) + len(text.encode("utf-8")),
                    content_tokens=len(ctx.builder.encode(content)) - len(prompt.after_ids), text_bytes=raw,
                    text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0])
@@ -149,4 +144,4 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            description="the trained latent, sent as a packet at each wire.eval_bits, through the adapter"),
 ]}
 
-__all__ = ["METHODS", "Method", "MethodContext", "PromptInput", "SETTINGS", "message_bytes"]
+__all__ = ["METHODS", "SETTINGS", "Method", "MethodContext", "PromptInput"]
