@@ -38,6 +38,7 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
     overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", f"eval.regime={regime}",
                  f"eval.budgets=[{','.join(map(str, args.budgets))}]", f"eval.timing_n={args.timing_n}",
                  f"eval.rates=[{','.join(map(str, args.rates))}]", "eval.joint=false", "eval.shuffled_f1=false",
+                 "eval.shuffle_test=false",
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []

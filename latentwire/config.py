@@ -91,6 +91,8 @@ class EvalConfig:
     reader reaches without its own packet (one more generation pass per latent row)."""
     joint: bool = True
     """Also rescore the receivers jointly on the latent at wire.bits (a second pass over every question)."""
+    shuffle_test: bool = True
+    """Run the shuffled-latent test in every latent row (bits_specific / bits_prior: two more NLL passes)."""
     sentences: list[int] = field(default_factory=lambda: [1, 2])
     """Sentences kept by select_lexical / select_minilm (one row per value)."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])

@@ -50,7 +50,8 @@ def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManag
 
 def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
                max_new_tokens: int, progress: bool = True, shuffled_f1: bool = False,
-               codings: dict | None = None, timing_n: int = 0, memo: dict | None = None) -> MethodRun:
+               codings: dict | None = None, timing_n: int = 0, memo: dict | None = None,
+               shuffle: bool = True) -> MethodRun:
     """Evaluate one method on `examples`; returns the metrics row and per-example predictions. Each text
     method's message is costed in `codings`; the receiver is timed on the first `timing_n` examples. A prompt
     already answered in `memo` (the same receiver, example and token ids, or the same latent) is not
@@ -78,7 +79,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
            "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
            **_receiver_ms(timed), **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
-    if spec.uses_bits and len(predictions) >= 2:
+    if spec.uses_bits and len(predictions) >= 2 and shuffle:
         pad_id = ctx.builder.pad_id
         row.update(shuffle_test(ctx, prompts, gold_ids, [p["nll"] for p in predictions], batch_size, pad_id))
         if shuffled_f1:
@@ -222,7 +223,8 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
             ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
                                 peers=peers, **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
-                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo)
+                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,
+                                config.eval.shuffle_test)
             result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
                               resolved_dtype=str(receiver.model.dtype).removeprefix("torch."),
                               **({"coding_notes": notes} if notes else {}))
