@@ -52,7 +52,7 @@ def offline_compressor(scorer: Receiver):
             if input_ids is None:
                 tokens = self.tokenizer(text, return_tensors="pt")
                 input_ids, attention_mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
-            past = len(past_key_values) and past_key_values[0][0].shape[2] if past_key_values is not None else 0
+            past = past_key_values[0][0].shape[2] if past_key_values else 0
             end = min(input_ids.shape[1] if end is None else end, past + self.max_position_embeddings)
             cache = _pairs_to_cache(self.model, past_key_values) if past else None
             with torch.no_grad():

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import time
 
+import zstandard
+
 from latentwire.data.examples import QAExample
 from latentwire.eval.llmlingua_peer import compress_context, offline_compressor
 from latentwire.eval.prompt_input import MethodContext, PromptInput, sent_message
@@ -24,12 +26,13 @@ from latentwire.prompt import format_content
 from latentwire.wire.lm_coding import LMCoder
 
 
+_ZSTD = zstandard.ZstdCompressor(level=19)
+
+
 def message_text_bytes(question: str, context: str) -> tuple[int, int]:
     """(UTF-8 bytes, zstd-19 bytes) of question + newline + context (the full text a latent replaces)."""
-    import zstandard
-
     message = f"{question}\n{context}".encode("utf-8")
-    return len(message), len(zstandard.ZstdCompressor(level=19).compress(message))
+    return len(message), len(_ZSTD.compress(message))
 
 
 def text_prompt(ctx: MethodContext, example: QAExample, context: str, sent_context: str | None = None,
