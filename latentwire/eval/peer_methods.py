@@ -103,7 +103,8 @@ def lm_coded(example: QAExample, ctx: MethodContext) -> PromptInput:
     result = ctx.resource(("lm_coded", example.id), round_trip)[ctx.regime]
     sent = example.context if ctx.regime == "context_only" else f"{example.context}\n{example.question}"
     exact = result["decoded"] == sent
-    context = example.context if exact else result["decoded"].rsplit("\n", 1)[0]   # read what arrived
+    arrived = result["decoded"] if ctx.regime == "context_only" else result["decoded"].rsplit("\n", 1)[0]
+    context = example.context if exact else arrived        # read what arrived (the context part of it)
     prompt = text_prompt(ctx, example, context, sent_context=example.context)
     prompt.exact, prompt.sender_seconds = exact, result["sender"]
     plain = len(example.question.encode("utf-8")) if ctx.regime == "context_only" else 0
