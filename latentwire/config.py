@@ -297,6 +297,31 @@ class FeaturesConfig:
 
 
 @dataclass
+class ServeConfig:
+    """`latentwire serve`: the HTTP server in front of one loaded model (latentwire/service/)."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on: loopback unless you expose it (0.0.0.0)."""
+    port: int = 8000
+    """TCP port."""
+    max_body_bytes: int = 65536
+    """Largest request body accepted (413 above it)."""
+    queue_limit: int = 32
+    """Model jobs that may wait at once (503 with Retry-After beyond it)."""
+    timeout_s: float = 30.0
+    """Longest a request waits for its answer (504 after it)."""
+    max_batch: int = 8
+    """Answer requests for one receiver decoded together (micro-batching); 1 turns it off."""
+    batch_wait_ms: float = 2.0
+    """How long the worker waits for more answer requests to fill a batch."""
+    token_file: str = ""
+    """File holding the bearer token every /v1 route requires (empty: no token)."""
+    key_file: str = ""
+    """File holding the shared key of packet authentication (HMAC-SHA256 tag appended by /v1/encode and
+    required by /v1/answer); empty: packets are not authenticated."""
+
+
+@dataclass
 class Config:
     """Everything a run needs."""
 
@@ -312,6 +337,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     checkpoint: str = ""
     """A trained LatentWire checkpoint directory: enables the latent eval methods."""
     dtype: str = "auto"
@@ -380,9 +406,11 @@ _MINIMUMS = {
     "train.steps": 0, "train.batch_size": 1, "train.grad_accum": 1, "train.lr": 0, "train.warmup": 0,
     "train.weight_decay": 0, "train.n_train": 0, "train.log_every": 1, "train.save_every": 1,
     "train.max_bad_steps": 0,
+    "serve.port": 1, "serve.max_body_bytes": 256, "serve.queue_limit": 1, "serve.max_batch": 1,
+    "serve.batch_wait_ms": 0,
 }
 """Smallest allowed value of each numeric field (of every entry, for a list)."""
-_POSITIVE = ("loss.kd_tau", "train.clip")
+_POSITIVE = ("loss.kd_tau", "train.clip", "serve.timeout_s")
 """Float fields that must be > 0."""
 RECEIVER_DTYPES = ("auto", "float32", "bfloat16", "float16")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -418,6 +446,8 @@ def value_problems(config: Config) -> list[str]:
     if config.resolved_dtype not in ("", *RECEIVER_DTYPES[1:]):
         problems.append(f"resolved_dtype must be empty or one of {', '.join(RECEIVER_DTYPES[1:])}, "
                         f"got {config.resolved_dtype!r}")
+    if not 1 <= config.serve.port <= 65535:
+        problems.append(f"serve.port must be in 1..65535, got {config.serve.port}")
     if config.train.mixed_precision not in MIXED_PRECISION:
         problems.append(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                         f"got {config.train.mixed_precision!r}")

@@ -40,5 +40,9 @@ class TrainingError(RuntimeError):
     """Training cannot go on (too many non-finite steps, no usable data)."""
 
 
+class Overloaded(RuntimeError):
+    """The server's model queue is full: the request is refused at once (HTTP 503), not queued."""
+
+
 USER_ERRORS = (ConfigError, DataError, OfflineModelError, AlignmentError, PromptError, CheckpointError,
                PacketError, CodingError, TrainingError, ValueError, OSError)

@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
+from safetensors.torch import save_file
 from torch import nn
 
 from latentwire.adapters import build_adapters
-from latentwire.config import Config
+from latentwire.atomic import atomic_directory
+from latentwire.config import Config, config_from_dict
 from latentwire.data.examples import MAX_FIELD_CHARS
 from latentwire.encoders import ENCODERS, build_encoder
 from latentwire.encoders.blocks import pad_features
+from latentwire.errors import CheckpointError, ConfigError
 from latentwire.eval.generation import greedy_decode
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.features import ReceiverFeatures
@@ -26,7 +31,13 @@ from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.precision import receiver_dtype, resolve_run
 from latentwire.prompt import PromptBuilder, split_content
 from latentwire.shuffle_test import CONDITIONS
+from latentwire.train.checkpoint import (
+    load_model_weights,
+    read_json,
+    resolve_checkpoint,
+)
 from latentwire.train.tasks import task_of
+from latentwire.weights import DEFAULT, verify_card, write_card
 from latentwire.wire import decode_latent, encode_latent, fake_quantize
 
 
@@ -142,6 +153,14 @@ class LatentWire(nn.Module):
                              f"{(self.total_slots, self.config.encoder.d_z)}")
         return z.to(self.device)
 
+    def named_text(self, packet: bytes) -> str | None:
+        """The source-token text a token-code packet names, slot by slot (None for encoders whose packets
+        name no tokens)."""
+        if not hasattr(self.encoder, "named_tokens"):
+            return None
+        ids = self.encoder.named_tokens(self.decode(packet)[: self.config.encoder.M])
+        return self.encoder.source.tokenizer.decode(ids)
+
     @torch.no_grad()
     def read_packet(self, packet: bytes, receiver: str, question: str = "") -> PromptInput:
         """Receiver side: a packet (+ the question as text, for context-only packets) -> the prompt receiver
@@ -160,11 +179,64 @@ class LatentWire(nn.Module):
     def answer(self, packet: bytes, receiver: str, question: str = "", max_new_tokens: int = 16) -> str:
         """Receiver side: a packet (+ the question as text, for context-only packets) -> receiver
         `receiver`'s greedy answer (text, cut at its first newline)."""
-        prompt = self.read_packet(packet, receiver, question)
+        return self.answer_many([packet], receiver, [question], max_new_tokens)[0]
+
+    @torch.no_grad()
+    def answer_many(self, packets: list[bytes], receiver: str, questions: list[str],
+                    max_new_tokens: int = 16) -> list[str]:
+        """`answer` for several packets (and their questions) decoded as one batch; every packet is checked
+        before any is read."""
+        if len(packets) != len(questions):
+            raise ValueError(f"{len(packets)} packets but {len(questions)} questions")
+        prompts = [self.read_packet(p, receiver, q) for p, q in zip(packets, questions)]
+        return self.answer_prompts(prompts, receiver, max_new_tokens)
+
+    @torch.no_grad()
+    def answer_prompts(self, prompts: list[PromptInput], receiver: str, max_new_tokens: int = 16) -> list[str]:
+        """Prompts made by `read_packet` for receiver `receiver` -> its greedy answers, decoded as one batch."""
         reader, builder = self.receivers[receiver], self.builders[receiver]
-        ids = greedy_decode(reader, [prompt], max_new_tokens, builder.stop_ids, builder.pad_id,
-                            self.features).generated[0]
-        return reader.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n")[0].strip()
+        decoded = greedy_decode(reader, prompts, max_new_tokens, builder.stop_ids, builder.pad_id, self.features)
+        return [reader.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n")[0].strip()
+                for ids in decoded.generated]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = DEFAULT, receivers: dict[str, Receiver] | None = None,
+                        use_safetensors: bool = True) -> LatentWire:
+        """The trained model of a weights directory (config.json + model.safetensors + state.json), a training
+        out_dir (its newest checkpoint) or a shipped name ("default"), in eval mode. Receivers missing from
+        `receivers` are loaded (and added to it when given); a model card's sha256 list is checked first."""
+        if not use_safetensors:
+            raise CheckpointError("LatentWire reads safetensors only (use_safetensors=True)")
+        folder = resolve_checkpoint(path)
+        verify_card(folder)
+        try:
+            config = config_from_dict(read_json(folder / "config.json"))
+        except ConfigError as error:
+            raise CheckpointError(f"{folder / 'config.json'}: {error}") from None
+        config.resolved_dtype = ""   # where it trained says nothing of this machine: resolve `dtype` here
+        system = build_system(config, receivers)
+        if receivers is not None:
+            receivers.update(system.receivers)
+        load_model_weights(system, folder)
+        state = read_json(folder / "state.json")
+        if state.get("checkpoint_id") and state["checkpoint_id"] != system.checkpoint_id().hex():
+            raise CheckpointError(f"{folder / 'model.safetensors'} does not match the checkpoint id in state.json "
+                                  "(tampered or mixed files)")
+        system.eval()
+        system.source_path = folder
+        return system
+
+    def save_pretrained(self, path: str | Path, card: dict | None = None) -> Path:
+        """Write the trainable weights (float32 safetensors), config.json, state.json (checkpoint id) and
+        model_card.json (`card` plus every file's sha256) into directory `path`, atomically; returns it."""
+        target = Path(path)
+        with atomic_directory(target) as staging:
+            save_file({k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu()
+                       for k, v in self.state_dict().items()}, str(staging / "model.safetensors"))
+            (staging / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            (staging / "state.json").write_text(json.dumps({"checkpoint_id": self.checkpoint_id().hex()}, indent=2))
+            write_card(staging, card or {})
+        return target
 
     def _id(self) -> bytes:
         if not hasattr(self, "_cached_id") or self.training:

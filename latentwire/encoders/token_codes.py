@@ -119,6 +119,15 @@ class TokenCodeEncoder(Encoder):
         codes = self.codes(self.chosen_tokens(features, mask))                    # [B, M*k, d_z/k]
         return codes.reshape(len(codes), self.M, self.d_z)
 
+    @torch.no_grad()
+    def named_tokens(self, z: torch.Tensor) -> list[int]:
+        """Z [M, d_z] (a decoded packet) -> the M*k source token ids its codes name (the nearest nameable
+        token's code to each)."""
+        rows = self.nameable.nonzero()[:, 0]
+        codes = z.float().reshape(-1, self.d_token).to(rows.device)
+        nearest = torch.cdist(codes, self.codes.weight[rows].float()).argmin(1)
+        return rows[nearest].tolist()
+
     def link(self, receivers: dict[str, Receiver]) -> dict:
         """Sender side of the shared code table: the strings that the source and every receiver share become
         nameable, each with a distinct int4 grid code; returns what the receivers' token-code adapters need

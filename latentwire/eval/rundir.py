@@ -16,6 +16,7 @@ RESULT_FILES = ("config.json", "rows.jsonl", "predictions.jsonl", "metrics.json"
 # config entries that choose which rows run or where they go, not what a row's numbers are
 GRID_KEYS = (("eval", "methods"), ("eval", "budgets"), ("wire", "eval_bits"), ("eval", "out_dir"),
              ("eval", "threads"), ("eval", "sentences"), ("eval", "rates"))
+NEUTRAL_SECTIONS = ("serve",)   # settings of other commands, which no row's numbers depend on
 
 
 def same_run(old: dict, new: dict) -> bool:
@@ -25,6 +26,8 @@ def same_run(old: dict, new: dict) -> bool:
         config = json.loads(json.dumps(config))
         for section, key in GRID_KEYS:
             config.get(section, {}).pop(key, None)
+        for section in NEUTRAL_SECTIONS:
+            config.pop(section, None)
         return config
     return strip(old) == strip(new)
 

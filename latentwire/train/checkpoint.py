@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from latentwire.atomic import STAGING_PREFIX, atomic_directory
 from latentwire.errors import CheckpointError
+from latentwire.weights import named_path
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -64,10 +65,11 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from itself or from a training out_dir (its newest checkpoint)."""
+    """A checkpoint directory from itself, from a training out_dir (its newest checkpoint) or from the name of
+    weights shipped in the package ("default")."""
     if not path:
-        raise CheckpointError("no checkpoint given: set checkpoint=<dir>")
-    path = Path(path)
+        raise CheckpointError("no checkpoint given: set checkpoint=<dir> (or checkpoint=default)")
+    path = named_path(path)
     if (path / "state.json").is_file():
         return path
     newest = latest_checkpoint(path)

@@ -19,6 +19,10 @@ group_size) float16 scales, then the M*d codes, each stored as the unsigned inte
 code + qmax in exactly `bits` bits, packed LSB-first contiguously across bytes and
 padded with zero bits to a whole byte.
 
+The CRC32 is an error check against corruption in transit, not authentication: anyone can make a packet
+with a valid CRC. Packets that must come from a known sender carry an HMAC-SHA256 tag under a shared key
+(latentwire/wire/auth.py), appended after the CRC and counted separately from the packet's bytes.
+
 `unpack` treats every byte as untrusted: every malformed input raises PacketError with a
 one-line message, and declared sizes are checked against len(data) before anything sized
 from the header is allocated.
@@ -164,6 +168,28 @@ def _parse_header(data: bytes) -> tuple[int, int, int, int, bytes]:
     if zlib.crc32(data[: total - CRC_SIZE]) != crc:
         raise PacketError("packet checksum mismatch: data corrupted in transit")
     return bits, group_size, m, d, ckpt
+
+
+def describe(data: bytes) -> dict:
+    """The header fields and sizes of `data` as a dict, with `crc` ("ok" or "mismatch") and `problem` (the
+    one line unpack would raise, "" for a valid packet); PacketError only when no header can be read."""
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) < HEADER_SIZE:
+        raise PacketError(f"packet too short for a header: {len(data)} bytes, need at least {HEADER_SIZE}")
+    data = bytes(data)
+    magic, version, bits, group_size, m, d, ckpt, declared = _HEADER.unpack_from(data)
+    info = {"magic": magic.decode("latin-1"), "version": version, "bits": bits, "group_size": group_size,
+            "M": m, "d": d, "checkpoint_id": ckpt.hex(), "payload_bytes": declared, "header_bytes": HEADER_SIZE,
+            "crc_bytes": CRC_SIZE, "total_bytes": len(data)}
+    end = min(len(data), HEADER_SIZE + declared + CRC_SIZE)
+    crc_ok = end >= HEADER_SIZE + CRC_SIZE and zlib.crc32(data[: end - CRC_SIZE]) == struct.unpack_from(
+        "<I", data, end - CRC_SIZE)[0]
+    info["crc"] = "ok" if crc_ok else "mismatch"
+    try:
+        _decode_payload(data, *_parse_header(data)[:4])
+        info["problem"] = ""
+    except PacketError as error:
+        info["problem"] = str(error)
+    return info
 
 
 def _read_fp16(data: bytes, offset: int, count: int, what: str) -> Tensor:
