@@ -23,6 +23,23 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from latentwire.demo import COLUMNS, demo_config
+
+    config = demo_config(args.baselines_only, args.overrides, args.config)  # bad input fails before the heavy imports
+    import time
+
+    from latentwire.eval.harness import evaluate
+    from latentwire.eval.report import plain_table
+
+    start = time.perf_counter()
+    rows = evaluate(config, progress=not args.quiet)
+    print(plain_table(rows, list(COLUMNS)))
+    print(f"\n{len(rows)} rows in {time.perf_counter() - start:.0f} s; wrote {config.eval.out_dir}/metrics.json, "
+          "predictions.jsonl, results.md (every column there)")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from latentwire.config import load_config
 
@@ -198,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline unless the user sets HF_HUB_OFFLINE=0
     parser = argparse.ArgumentParser(prog="latentwire", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler, help_text in [("eval", _eval, "evaluate baselines (and latents) on QA data"),
+    for name, handler, help_text in [("demo", _demo, "the shipped latent against the text and the context cut "
+                                                     "on 50 validation questions, both receivers"),
+                                     ("eval", _eval, "evaluate baselines (and latents) on QA data"),
                                      ("train", _train, "train the encoder and adapters (resumes in train.out_dir)"),
                                      ("prepare", _prepare, "build the receivers' safetensors caches in the run's "
                                                            "precision (the first load's conversion, done once)"),
@@ -207,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text, epilog=EPILOG)
         if name == "fit-unigram":
             sub.add_argument("--out", default="", help="table file (default: the package's shipped table)")
+        if name == "demo":
+            sub.add_argument("--baselines-only", action="store_true", help="text and the context cut only "
+                                                                           "(no trained weights needed)")
         _config_args(sub)
         sub.set_defaults(handler=handler)
     _wire_parsers(commands)

@@ -104,3 +104,17 @@ def test_training_on_bad_rows_skips_lists_and_goes_on(tmp_path, tiny_dirs, capsy
     assert code == 0
     assert "data: 4 rows kept, 5 skipped" in out and "non-finite steps skipped: 0" in out
     assert "utf" in out or "noanswer" in out
+
+
+def test_an_eval_folder_of_an_older_config_resumes_when_the_new_fields_sit_at_their_defaults():
+    from latentwire.config import Config
+    from latentwire.eval.rundir import same_run
+
+    new = Config().to_dict()
+    old = Config().to_dict()
+    del old["eval"]["shuffle_test"], old["serve"]            # fields added since that run
+    assert same_run(old, new)
+    new["eval"]["shuffle_test"] = False                      # not the behaviour the old run had
+    assert not same_run(old, new)
+    new["eval"]["shuffle_test"], new["eval"]["methods"] = True, ["text", "latent"]   # the grid may differ
+    assert same_run(old, new)

@@ -12,6 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
+from latentwire.config import Config
+
 RESULT_FILES = ("config.json", "rows.jsonl", "predictions.jsonl", "metrics.json", "results.md")
 # config entries that choose which rows run or where they go, not what a row's numbers are
 GRID_KEYS = (("eval", "methods"), ("eval", "budgets"), ("wire", "eval_bits"), ("eval", "out_dir"),
@@ -21,15 +23,25 @@ NEUTRAL_SECTIONS = ("serve",)   # settings of other commands, which no row's num
 
 def same_run(old: dict, new: dict) -> bool:
     """Whether rows computed under config `old` are valid under `new`: equal but for the method grid
-    (and the output folder and thread count)."""
+    (and the output folder and thread count). A field that `old` predates counts at its default (a field is
+    added with the default that keeps the earlier behaviour)."""
     def strip(config: dict) -> dict:
-        config = json.loads(json.dumps(config))
+        config = with_defaults(json.loads(json.dumps(config)))
         for section, key in GRID_KEYS:
             config.get(section, {}).pop(key, None)
         for section in NEUTRAL_SECTIONS:
             config.pop(section, None)
         return config
     return strip(old) == strip(new)
+
+
+def with_defaults(config: dict) -> dict:
+    """`config` with the fields it lacks filled from today's defaults (its own values kept as they are)."""
+    def fill(defaults, values):
+        if not isinstance(defaults, dict) or not isinstance(values, dict):
+            return values
+        return {**defaults, **{k: fill(defaults.get(k), v) for k, v in values.items()}}
+    return fill(Config().to_dict(), config)
 
 
 def row_key(record: dict) -> tuple:
