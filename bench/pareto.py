@@ -1,6 +1,6 @@
 """The Pareto benchmark (issue 17): every peer and the latent on F1 against wire bytes and receiver time.
 
-    python bench/pareto.py --checkpoint runs/collapse_pairs_qa      # 500 validation questions, both receivers
+    python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default   # 500 questions, both receivers
     python bench/pareto.py --n 20 --timing-n 5 --methods text no_context   # a small run
     python bench/pareto.py --report                                  # table, JSON and plots from what has run
 
@@ -34,7 +34,7 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
     from latentwire.eval.harness import evaluate
     from latentwire.eval.methods import METHODS as REGISTRY
 
-    methods = [m for m in args.methods if regime in REGISTRY[m].regimes] + (["latent"] if args.checkpoint else [])
+    methods = (["latent"] if args.checkpoint else []) + [m for m in args.methods if regime in REGISTRY[m].regimes]
     overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", f"eval.regime={regime}",
                  f"eval.budgets=[{','.join(map(str, args.budgets))}]", f"eval.timing_n={args.timing_n}",
                  f"eval.rates=[{','.join(map(str, args.rates))}]", "eval.joint=false", "eval.shuffled_f1=false",
