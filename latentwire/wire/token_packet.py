@@ -1,0 +1,172 @@
+"""Packet version 2: a context (and optionally the question) carried exactly, as shared-vocabulary token
+indices range-coded under a table that sender and receivers share (the unigram table that ships in the
+package). Whatever reads it (k tokens a position, two resolutions) is the receiver's choice: the packet does
+not depend on the reader.
+
+Layout (little-endian, no padding)::
+
+    offset  size  field
+    0       2     magic b"LW"   (a version 1 packet starts b"LWIR": byte 2 tells them apart)
+    2       1     version (u8, = 2)
+    3       1     flags (bit 0: the question follows the context; the other bits are 0)
+    4       4     coder id: what a receiver needs to decode (shared vocabulary + coding table), not a weights id
+    8       1-3   context tokens T (unsigned LEB128 varint)
+    ..      1-3   question tokens Q (varint; only with flag bit 0)
+    ..      4*w   payload: the T (+ Q) ids range-coded (constriction), w 32-bit words
+    end-4   4     CRC32 (zlib.crc32) of every byte before it
+
+Header + CRC: 14 bytes for a context of 128..16383 tokens alone, 15 with a question under 128 tokens.
+The CRC catches corruption; it is not authentication (latentwire/wire/auth.py). Every malformed input gets a
+one-line PacketError; sizes are checked against len(data) before anything is decoded.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+from dataclasses import dataclass
+
+from latentwire.errors import CodingError, PacketError
+from latentwire.wire.codings import range_decode, range_encode
+from latentwire.wire.shared_vocab import SharedVocabulary
+from latentwire.wire.unigram import UnigramTable
+
+MAGIC = b"LW"
+VERSION = 2
+FLAG_QUESTION = 1
+CODER_ID_SIZE = 4
+CRC_SIZE = 4
+MAX_TOKENS = 1 << 16
+"""Most tokens one packet holds (context and question together)."""
+MAX_TOKENS_PER_WORD = 32
+"""A packet claiming more tokens than this per 32-bit payload word is refused before decoding (the table's
+likeliest token costs several bits, so an honest packet is far below it)."""
+
+
+def coder_id(vocabulary: SharedVocabulary, table: UnigramTable) -> bytes:
+    """4 bytes naming the shared vocabulary and the coding table (sha256 of both)."""
+    if table.fingerprint != vocabulary.fingerprint:
+        raise CodingError("the unigram table was fitted on another shared vocabulary (fingerprints differ)")
+    digest = hashlib.sha256(vocabulary.fingerprint.encode())
+    digest.update(struct.pack(f"<{len(table.counts)}Q", *table.counts))
+    return digest.digest()[:CODER_ID_SIZE]
+
+
+def write_varint(value: int) -> bytes:
+    """Unsigned LEB128 of 0 <= value < 2**21 (at most 3 bytes)."""
+    if not 0 <= value < 1 << 21:
+        raise ValueError(f"varint out of range: {value}")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def read_varint(data: bytes, offset: int, what: str) -> tuple[int, int]:
+    """(value, next offset) of the varint at `offset`; PacketError if it runs past the data or 3 bytes."""
+    value = 0
+    for shift in (0, 7, 14):
+        if offset >= len(data):
+            raise PacketError(f"packet truncated inside the {what} count")
+        byte = data[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if byte == 0 and shift:
+                raise PacketError(f"packet's {what} count is not minimally encoded")
+            return value, offset
+    raise PacketError(f"packet's {what} count is longer than 3 bytes")
+
+
+@dataclass(frozen=True)
+class TokenPacket:
+    """What a version 2 packet carries: the context's shared ids [T], the question's [Q] (None if absent)."""
+
+    coder_id: bytes
+    context_ids: list[int]
+    question_ids: list[int] | None
+
+
+class TokenWire:
+    """Sender and receiver side of version 2 packets under one shared vocabulary and unigram table."""
+
+    def __init__(self, vocabulary: SharedVocabulary, table: UnigramTable):
+        self.vocabulary, self.table = vocabulary, table
+        self.id = coder_id(vocabulary, table)
+        self._model = table.model()
+
+    def pack_ids(self, context_ids: list[int], question_ids: list[int] | None = None) -> bytes:
+        """A packet of shared ids (the context's, and the question's when given)."""
+        total = len(context_ids) + len(question_ids or [])
+        if not context_ids or total > MAX_TOKENS:
+            raise CodingError(f"a packet carries 1..{MAX_TOKENS} context + question tokens, got {total}")
+        flags = FLAG_QUESTION if question_ids is not None else 0
+        counts = write_varint(len(context_ids)) + (write_varint(len(question_ids)) if question_ids is not None else b"")
+        body = MAGIC + bytes([VERSION, flags]) + self.id + counts + range_encode(context_ids + (question_ids or []),
+                                                                                 self._model)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    def encode(self, context: str, question: str | None = None) -> bytes:
+        """A packet spelling `context` (and `question`) exactly."""
+        return self.pack_ids(self.vocabulary.encode(context),
+                             None if question is None else self.vocabulary.encode(question))
+
+    def unpack(self, data: bytes) -> TokenPacket:
+        """The ids of an untrusted version 2 packet; PacketError (one line) for anything malformed."""
+        counts, payload = parse_header(data, self.id)
+        words = len(payload) // 4
+        if sum(counts) > MAX_TOKENS_PER_WORD * max(words, 1):
+            raise PacketError(f"packet claims {sum(counts)} tokens in {words} payload words")
+        try:
+            ids = range_decode(payload, sum(counts), self._model, "packet")
+        except CodingError as error:
+            raise PacketError(str(error)) from None
+        context = ids[: counts[0]]
+        return TokenPacket(self.id, context, ids[counts[0]:] if len(counts) == 2 else None)
+
+    def decode(self, data: bytes) -> tuple[str, str | None]:
+        """(context, question or None): the exact texts of an untrusted version 2 packet."""
+        packet = self.unpack(data)
+        try:
+            return (self.vocabulary.decode(packet.context_ids),
+                    None if packet.question_ids is None else self.vocabulary.decode(packet.question_ids))
+        except CodingError as error:
+            raise PacketError(f"packet's tokens do not spell text: {error}") from None
+
+
+def parse_header(data: bytes, expected_coder_id: bytes | None = None) -> tuple[tuple[int, ...], bytes]:
+    """((T,) or (T, Q), payload bytes) of a version 2 packet after checking magic, version, flags, coder id,
+    counts, payload size and CRC; PacketError otherwise."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise PacketError(f"packet must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < 9 + CRC_SIZE:
+        raise PacketError(f"packet too short: {len(data)} bytes, a version 2 packet has at least {9 + CRC_SIZE}")
+    if data[:2] != MAGIC:
+        raise PacketError(f"not a LatentWire packet: magic {data[:2]!r}, expected {MAGIC!r}")
+    if data[2] != VERSION:
+        raise PacketError(f"unsupported packet version {data[2]}; this reader supports version {VERSION} here")
+    flags = data[3]
+    if flags & ~FLAG_QUESTION:
+        raise PacketError(f"packet has unknown flags 0x{flags:02x}")
+    (crc,) = struct.unpack_from("<I", data, len(data) - CRC_SIZE)
+    if zlib.crc32(data[:-CRC_SIZE]) != crc:
+        raise PacketError("packet checksum mismatch: data corrupted in transit")
+    ident = data[4:8]
+    if expected_coder_id is not None and ident != expected_coder_id:
+        raise PacketError(f"packet was coded with vocabulary/coder {ident.hex()}, this receiver knows "
+                          f"{expected_coder_id.hex()}")
+    context, offset = read_varint(data, 8, "context token")
+    counts = (context,)
+    if flags & FLAG_QUESTION:
+        question, offset = read_varint(data, offset, "question token")
+        counts = (context, question)
+    if context == 0 or sum(counts) > MAX_TOKENS:
+        raise PacketError(f"packet claims {context} context tokens and {sum(counts) - context} question tokens; "
+                          f"allowed: 1..{MAX_TOKENS} in all, at least one of context")
+    payload = data[offset:-CRC_SIZE]
+    if not payload or len(payload) % 4:
+        raise PacketError(f"packet payload of {len(payload)} bytes is not a whole number of 32-bit words")
+    return counts, payload
