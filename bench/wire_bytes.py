@@ -4,12 +4,15 @@
 
 Per coding (latentwire/wire/codings.py: utf8, zstd-19, shared-vocabulary ids, unigram range coding under the
 shipped table), the mean bytes of question + newline + context and of the context alone, every round trip
-checked exact; the shared-token count and the unigram coding's bits a token.
+checked exact; the shared-token count and the unigram coding's bits a token. And the version 2 packet
+(latentwire/wire/token_packet.py) of the context, or of the context with the question: its mean bytes, header
++ CRC included, and its mean decode time, every packet decoded back to its exact texts.
 """
 from __future__ import annotations
 
 import json
 import statistics
+import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -23,17 +26,20 @@ def main() -> None:
     from latentwire.provenance import code_commit
     from latentwire.wire.codings import text_codings
     from latentwire.wire.shared_vocab import SharedVocabulary
+    from latentwire.wire.token_packet import TokenWire
     from latentwire.wire.unigram import UnigramTable
 
     config = load_config(None, ["data.n=500"])
     tokenizers = [load_receiver(r.model, r.name, "float32").tokenizer for r in config.receivers]
     vocabulary = SharedVocabulary.from_tokenizers(tokenizers[0], tokenizers[1:])
     codings = text_codings(vocabulary, UnigramTable.load())
+    wire = TokenWire(vocabulary, UnigramTable.load())
     examples, _ = load_examples("squad", "", "validation", config.data.n, config.data.seed,
                                 config.data.max_context_chars)
     rows = []
-    for part, texts in (("question+context", [f"{e.question}\n{e.context}" for e in examples]),
-                        ("context", [e.context for e in examples])):
+    for part, texts, pairs in (("question+context", [f"{e.question}\n{e.context}" for e in examples],
+                                [(e.context, e.question) for e in examples]),
+                               ("context", [e.context for e in examples], [(e.context, None) for e in examples])):
         row = {"text": part, "n": len(texts), "shared_tokens": statistics.mean(len(vocabulary.encode(t)) for t in texts)}
         for name, coding in codings.items():
             sizes = []
@@ -43,6 +49,12 @@ def main() -> None:
                 sizes.append(len(data))
             row[f"bytes_{name}"] = statistics.mean(sizes)
         row["unigram_bits_per_token"] = 8 * (row["bytes_unigram"] - 2) / row["shared_tokens"]
+        packets = [wire.encode(*pair) for pair in pairs]
+        start = time.perf_counter()
+        decoded = [wire.decode(packet) for packet in packets]
+        row["packet_v2_decode_ms"] = 1000 * (time.perf_counter() - start) / len(packets)
+        assert decoded == pairs
+        row["bytes_packet_v2"] = statistics.mean(map(len, packets))
         rows.append(row)
     result = {"commit": code_commit(), "shared_vocabulary": len(vocabulary), "rows": rows}
     (HERE / "results").mkdir(exist_ok=True)
