@@ -7,9 +7,10 @@ from latentwire.config import Config, load_config
 from latentwire.weights import DEFAULT, named_path
 
 DEMO_SETTINGS = ("data.n=50", "data.split=validation", "eval.budgets=[20]", "wire.eval_bits=[4]",
-                 "eval.shuffled_f1=false", "eval.joint=false", "eval.timing_n=20", "eval.out_dir=runs/demo")
-"""Pinned: 50 questions, the cut at the latent's 20 positions, 4-bit packets, no shuffle test, no joint
-rescoring, receiver time at batch 1 on the first 20 questions."""
+                 "eval.shuffled_f1=false", "eval.shuffle_test=false", "eval.joint=false", "eval.timing_n=10",
+                 "eval.out_dir=runs/demo")
+"""Pinned: 50 questions, the cut at the latent's 20 positions, 4-bit packets, no shuffled-packet F1 and no
+shuffle test (bits_specific), no joint rescoring, receiver time at batch 1 on the first 10 questions."""
 METHODS = {"latent": "eval.methods=[text,context_budget,latent]", "baselines": "eval.methods=[text,context_budget]"}
 COLUMNS = ("receiver", "method", "M", "n", "f1", "em", "wire_bytes", "bytes_utf8", "receiver_ms", "receiver_ms_p90")
 

@@ -493,3 +493,15 @@ def test_shuffled_f1_equals_f1_for_a_constant_latent(tmp_path, pair, monkeypatch
     constant = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True).row
     assert constant["f1_shuffled"] == pytest.approx(constant["f1"])
     assert constant["em_shuffled"] == pytest.approx(constant["em"])
+
+
+def test_prefix_selection_reads_no_surprise_so_featurize_skips_the_lm_pass(tmp_path, pair):
+    system = build_system(_config(tmp_path, "token_code", "encoder.select=prefix"), pair)
+    encoder, text = system.encoder, "Paris is the capital of France and a big city. Who wrote it? 1999"
+    fast = encoder.featurize(text)
+    encoder.select = "surprise"
+    full = encoder.featurize(text)
+    encoder.select = "prefix"
+    assert torch.equal(fast[:, 0], full[:, 0]) and not fast[:, 1].any() and full[:, 1].any()
+    mask = torch.ones(1, len(fast))
+    assert torch.equal(encoder(fast[None], mask), encoder(full[None], mask))

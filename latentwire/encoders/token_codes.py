@@ -76,11 +76,14 @@ class TokenCodeEncoder(Encoder):
 
     @torch.no_grad()
     def featurize(self, text: str) -> torch.Tensor:
-        """[T, 2]: the source token ids of `text` and each token's surprise in bits under the source LM."""
+        """[T, 2]: the source token ids of `text` and each token's surprise in bits under the source LM (0 under
+        select=prefix, which never reads it: no LM pass is run then)."""
         ids = self.source.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_input] or [0]
+        surprise = torch.zeros(len(ids))
+        if self.select == "prefix":
+            return torch.stack([torch.tensor(ids, dtype=torch.float32), surprise], dim=1)
         tensor = torch.tensor([ids], device=self.source.device)
         logits = self.source.model(input_ids=tensor).logits[0].float()
-        surprise = torch.zeros(len(ids))
         if len(ids) > 1:
             logp = torch.log_softmax(logits[:-1], -1).gather(1, tensor[0, 1:, None])[:, 0]
             surprise[1:] = -logp.cpu() / math.log(2)
