@@ -1,0 +1,101 @@
+"""The reader of lossless token packets (packet version 2): a context's tokens in one receiver's vocabulary,
+read k to a position. T tokens become M = ceil(T / k) positions; each is a learned merge of the receiver's
+own embeddings of its k tokens, scaled to their RMS, so that k = 1 is the text's embeddings exactly.
+
+Merges (registry MERGES), both starting as the mean of the group:
+    weighted   a learned per-dimension weight for each place in the group (the token-pairs reader's merge)
+    mlp        the mean plus a small MLP over the k embeddings and their places in the group (zero at start)
+A reader holds one merge per k it reads (`ks`), so one reader serves every k of a mixed-k training.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+MAX_K = 4
+
+
+def group_tokens(embeds: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """embeds [B, T, d], mask [B, T] (1 = token) -> groups [B, M, k, d] and member mask [B, M, k], M = ceil(T/k);
+    the tokens of each row are packed from the left, the missing members of a row's last group are padding."""
+    batch, length, width = embeds.shape
+    m = max(1, math.ceil(length / k))
+    pad = m * k - length
+    if pad:
+        embeds = torch.cat([embeds, embeds.new_zeros(batch, pad, width)], dim=1)
+        mask = torch.cat([mask, mask.new_zeros(batch, pad)], dim=1)
+    return embeds.reshape(batch, m, k, width), mask.reshape(batch, m, k)
+
+
+def masked_mean(groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+    """groups [B, M, k, d], members [B, M, k] -> the mean of each group's present members [B, M, d] (0 if none)."""
+    weight = members.to(groups.dtype)[..., None]
+    return (groups * weight).sum(2) / weight.sum(2).clamp(min=1)
+
+
+class WeightedMerge(nn.Module):
+    """A learned weight per place in the group and dimension [k, d], starting at 1/k (the mean)."""
+
+    def __init__(self, k: int, width: int, hidden: int = 0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((k, width), 1.0 / k))
+
+    def forward(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """groups [B, M, k, d], members [B, M, k] -> [B, M, d] (missing members of a short group add nothing)."""
+        return (self.weight * groups * members.to(groups.dtype)[..., None]).sum(2)
+
+
+class MLPMerge(nn.Module):
+    """The group's mean plus MLP(LayerNorm(its k embeddings, each plus its place's embedding)), the MLP's last
+    layer zero at start."""
+
+    def __init__(self, k: int, width: int, hidden: int = 128):
+        super().__init__()
+        self.place = nn.Parameter(torch.zeros(k, width))
+        self.norm = nn.LayerNorm(k * width)
+        self.net = nn.Sequential(nn.Linear(k * width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """groups [B, M, k, d], members [B, M, k] -> [B, M, d]."""
+        present = members.to(groups.dtype)[..., None]
+        placed = (groups + self.place) * present                                    # missing members stay 0
+        return masked_mean(groups, members) + self.net(self.norm(placed.flatten(2)))
+
+
+MERGES: dict[str, Callable[..., nn.Module]] = {"weighted": WeightedMerge, "mlp": MLPMerge}
+
+
+class TokenMergeReader(nn.Module):
+    """One receiver's reader: token ids [B, T] in its vocabulary -> its input embeddings read k to a position
+    [B, M, d_model] with a position mask [B, M]; k = 1 passes the embeddings through untouched."""
+
+    def __init__(self, embedding: nn.Embedding, merge: str = "weighted", ks: tuple[int, ...] = (1, 2, 3, 4),
+                 hidden: int = 128):
+        super().__init__()
+        if merge not in MERGES:
+            raise ValueError(f"reader merge must be one of {sorted(MERGES)}, got {merge!r}")
+        if not ks or any(not 1 <= k <= MAX_K for k in ks):
+            raise ValueError(f"tokens a position (k) must be in 1..{MAX_K}, got {ks}")
+        self.embedding = [embedding]           # the receiver's frozen table: read, never trained nor saved here
+        width = embedding.weight.shape[1]
+        self.merges = nn.ModuleDict({str(k): MERGES[merge](k, width, hidden) for k in sorted(set(ks)) if k > 1})
+        self.ks = tuple(sorted(set(ks)))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids [B, T], mask [B, T] (left-aligned tokens) -> embeds [B, ceil(T/k), d] (float32), mask [B, M]."""
+        if k not in self.ks:
+            raise ValueError(f"this reader reads k in {self.ks}, not k={k}")
+        embeds = self.embedding[0](ids).float() * mask[..., None]
+        if k == 1:
+            return embeds, mask
+        groups, members = group_tokens(embeds, mask, k)
+        merged = self.merges[str(k)](groups, members)
+        target = (groups.pow(2).sum((2, 3)) / (members.sum(2) * groups.shape[-1]).clamp(min=1)).add(1e-12).sqrt()
+        scale = target / merged.pow(2).mean(-1).add(1e-12).sqrt()
+        positions = (members.sum(2) > 0).to(mask.dtype)
+        return merged * (scale * positions)[..., None], positions

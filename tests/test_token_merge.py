@@ -1,0 +1,72 @@
+"""The token-merge reader of lossless packets: k = 1 is the text's embeddings, k > 1 starts as the group mean at
+the tokens' RMS, ragged batches are masked, and both merges learn."""
+import pytest
+import torch
+from torch import nn
+
+from latentwire.adapters.token_merge import MERGES, TokenMergeReader, group_tokens
+
+
+@pytest.fixture()
+def table():
+    torch.manual_seed(0)
+    return nn.Embedding(50, 16).requires_grad_(False)       # a receiver's table is frozen
+
+
+def _batch():
+    ids = torch.tensor([[3, 4, 5, 6, 7], [8, 9, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    return ids, mask
+
+
+def test_group_tokens_pads_the_last_group():
+    groups, members = group_tokens(torch.ones(2, 5, 3), torch.tensor([[1] * 5, [1, 1, 0, 0, 0]]), 2)
+    assert groups.shape == (2, 3, 2, 3) and members.tolist() == [[[1, 1], [1, 1], [1, 0]], [[1, 1], [0, 0], [0, 0]]]
+
+
+def test_k1_reads_the_embeddings_untouched(table):
+    ids, mask = _batch()
+    embeds, positions = TokenMergeReader(table)(ids, mask, 1)
+    assert torch.equal(positions, mask) and torch.equal(embeds[0], table(ids[0]))
+    assert not embeds[1, 2:].any()
+
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_merges_start_as_the_mean_at_the_groups_rms(table, merge, k):
+    ids, mask = _batch()
+    embeds, positions = TokenMergeReader(table, merge)(ids, mask, k)
+    assert embeds.shape == (2, -(-5 // k), 16) and positions[1].tolist() == [1] + [0] * (positions.shape[1] - 1)
+    first = table(ids[0, :k])
+    mean = first.mean(0)
+    expected = mean * first.pow(2).mean().sqrt() / mean.pow(2).mean().sqrt()
+    torch.testing.assert_close(embeds[0, 0], expected)
+    torch.testing.assert_close(embeds[1, 0].pow(2).mean().sqrt(), table(ids[1, :2]).pow(2).mean().sqrt())
+    assert not embeds[1, 1:].any()
+
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+def test_both_merges_learn_and_the_table_is_not_theirs(table, merge):
+    reader = TokenMergeReader(table, merge, ks=(1, 2))
+    assert all(not name.startswith("embedding") for name, _ in reader.named_parameters())
+    ids, mask = _batch()
+    target = torch.randn(2, 3, 16)
+    optimizer = torch.optim.Adam(reader.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        embeds, positions = reader(ids, mask, 2)
+        loss = ((embeds - target) * positions[..., None]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0] and all(torch.isfinite(p).all() for p in reader.parameters())
+
+
+def test_bad_settings_are_refused(table):
+    with pytest.raises(ValueError, match="merge must be one of"):
+        TokenMergeReader(table, "sum")
+    with pytest.raises(ValueError, match=r"1\.\.4"):
+        TokenMergeReader(table, ks=(5,))
+    with pytest.raises(ValueError, match="not k=3"):
+        TokenMergeReader(table, ks=(1, 2))(*_batch(), 3)
