@@ -109,3 +109,17 @@ def test_mutated_packets_with_recomputed_crc_never_crash(wire, packet, position,
 def test_magic_tells_version_1_from_version_2():
     from latentwire.wire.packet import MAGIC as V1_MAGIC
     assert V1_MAGIC[:2] == MAGIC and V1_MAGIC[2] != 2
+
+
+def test_inspect_reads_a_version_2_header(wire, packet, tmp_path, capsys):
+    import json
+
+    from latentwire.cli import main
+    from latentwire.service.commands import inspect_packet
+    info = inspect_packet(packet)
+    assert info["version"] == 2 and info["question"] and info["crc"] == "ok" and not info["problem"]
+    assert info["coder_id"] == wire.id.hex() and info["header_bytes"] + info["payload_bytes"] + 4 == len(packet)
+    path = tmp_path / "p.lwp"
+    path.write_bytes(packet[:-1] + bytes([packet[-1] ^ 1]))
+    assert main(["inspect", str(path)]) == 2
+    assert json.loads(capsys.readouterr().out)["crc"] == "mismatch"

@@ -12,6 +12,8 @@ from latentwire.service.jsonl import packet_field, row_id, text_field
 from latentwire.system import LatentWire
 from latentwire.wire.auth import TAG_SIZE, sign, verify
 from latentwire.wire.packet import describe
+from latentwire.wire.token_packet import TokenWire, is_version_2
+from latentwire.wire.token_packet import describe as describe_v2
 
 PACKET_SUFFIX = ".lwp"
 
@@ -76,12 +78,23 @@ def answer_rows(model: LatentWire, rows: Iterable[tuple[str, dict]], questions: 
 
 
 def inspect_packet(data: bytes, model: LatentWire | None = None, key: bytes | None = None) -> dict:
-    """Header fields, sizes and CRC status of a packet (after its HMAC tag is checked, with `key`); with a
-    model, whether it made the packet and the context tokens the packet names."""
+    """Header fields, sizes and CRC status of a packet of either version (after its HMAC tag is checked, with
+    `key`); with a model, whether it can read the packet and what the packet says: the context tokens a
+    latent names (version 1), the exact context and question (version 2, lossless)."""
     info = {"tag_bytes": 0}
     if key:
         data = verify(data, key)
         info = {"tag_bytes": TAG_SIZE, "tag": "ok"}
+    if is_version_2(data):
+        info = {**describe_v2(data), **info}
+        if model is not None:
+            tokenizers = [model.receivers[name].tokenizer for name in model.receiver_names]
+            wire = TokenWire.for_tokenizers(tokenizers[0], tokenizers[1:])     # CodingError: not this vocabulary
+            info["model_coder_id"] = wire.id.hex()
+            info["made_by_this_model"] = info["coder_id"] == wire.id.hex()
+            if not info["problem"] and info["made_by_this_model"]:
+                info["context"], info["question_text"] = wire.decode(data)
+        return info
     info = {**describe(data), **info}
     if model is not None:
         expected = model.checkpoint_id().hex()

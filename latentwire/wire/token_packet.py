@@ -97,6 +97,11 @@ class TokenWire:
         self.id = coder_id(vocabulary, table)
         self._model = table.model()
 
+    @classmethod
+    def for_tokenizers(cls, sender, tokenizers: list, table: UnigramTable | None = None) -> TokenWire:
+        """The wire of the vocabulary that `sender` and `tokenizers` share, under `table` (default: shipped)."""
+        return cls(SharedVocabulary.from_tokenizers(sender, tokenizers), table or UnigramTable.load())
+
     def pack_ids(self, context_ids: list[int], question_ids: list[int] | None = None) -> bytes:
         """A packet of shared ids (the context's, and the question's when given)."""
         total = len(context_ids) + len(question_ids or [])
@@ -134,6 +139,31 @@ class TokenWire:
                     None if packet.question_ids is None else self.vocabulary.decode(packet.question_ids))
         except CodingError as error:
             raise PacketError(f"packet's tokens do not spell text: {error}") from None
+
+
+def is_version_2(data: bytes) -> bool:
+    """Whether `data` starts as a version 2 packet does (b"LW" then version 2)."""
+    return isinstance(data, (bytes, bytearray, memoryview)) and bytes(data[:3]) == MAGIC + bytes([VERSION])
+
+
+def describe(data: bytes) -> dict:
+    """The header fields and sizes of a version 2 packet, `crc` ("ok" or "mismatch") and `problem` (the one
+    line parse_header raises, "" when the header holds); PacketError when it is not one at all."""
+    if not is_version_2(data) or len(data) < 8 + CRC_SIZE:
+        raise PacketError("not a version 2 packet (or shorter than its fixed header)")
+    data = bytes(data)
+    info = {"magic": data[:2].decode("latin-1"), "version": VERSION, "flags": data[3],
+            "question": bool(data[3] & FLAG_QUESTION), "coder_id": data[4:8].hex(), "total_bytes": len(data),
+            "crc_bytes": CRC_SIZE}
+    (crc,) = struct.unpack_from("<I", data, len(data) - CRC_SIZE)
+    info["crc"] = "ok" if zlib.crc32(data[:-CRC_SIZE]) == crc else "mismatch"
+    try:
+        counts, payload = parse_header(data)
+        info.update(context_tokens=counts[0], question_tokens=counts[1] if len(counts) == 2 else 0,
+                    payload_bytes=len(payload), header_bytes=len(data) - len(payload) - CRC_SIZE, problem="")
+    except PacketError as error:
+        info["problem"] = str(error)
+    return info
 
 
 def parse_header(data: bytes, expected_coder_id: bytes | None = None) -> tuple[tuple[int, ...], bytes]:
