@@ -70,3 +70,22 @@ def test_bad_settings_are_refused(table):
         TokenMergeReader(table, ks=(5,))
     with pytest.raises(ValueError, match="not k=3"):
         TokenMergeReader(table, ks=(1, 2))(*_batch(), 3)
+
+
+def test_shared_ids_reach_each_receiver_as_its_own_tokens_and_spell_the_text(pair):
+    from latentwire.adapters.token_merge import SharedTokenReader
+    from latentwire.wire.shared_vocab import SharedVocabulary
+
+    vocabulary = SharedVocabulary.from_tokenizers(pair["a"].tokenizer, [pair["b"].tokenizer])
+    text = "Paris is the capital of France. Ünïcödé 😀"
+    shared = torch.tensor([vocabulary.encode(text)])
+    mask = torch.ones_like(shared)
+    for name in ("a", "b"):
+        receiver = pair[name]
+        mapping = vocabulary.receiver_ids(receiver.tokenizer)
+        reader = SharedTokenReader(mapping, receiver.model.get_input_embeddings(), ks=(1, 3))
+        own = [mapping[i] for i in shared[0].tolist()]
+        assert receiver.tokenizer.decode(own) == text
+        embeds, positions = reader(shared, mask, 1)
+        torch.testing.assert_close(embeds[0], receiver.model.get_input_embeddings()(torch.tensor(own)).float())
+        assert reader(shared, mask, 3)[0].shape[1] == -(-len(own) // 3)

@@ -10,7 +10,7 @@ A reader holds one merge per k it reads (`ks`), so one reader serves every k of 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -99,3 +99,20 @@ class TokenMergeReader(nn.Module):
         scale = target / merged.pow(2).mean(-1).add(1e-12).sqrt()
         positions = (members.sum(2) > 0).to(mask.dtype)
         return merged * (scale * positions)[..., None], positions
+
+
+class SharedTokenReader(nn.Module):
+    """A TokenMergeReader fed shared-vocabulary ids (what a version 2 packet carries): shared ids [B, T] are
+    mapped to this receiver's own ids (`receiver_ids` [n], SharedVocabulary.receiver_ids) and read k to a
+    position."""
+
+    def __init__(self, receiver_ids: list[int], embedding: nn.Embedding, merge: str = "weighted",
+                 ks: tuple[int, ...] = (1, 2, 3, 4), hidden: int = 128):
+        super().__init__()
+        self.register_buffer("to_receiver", torch.tensor(receiver_ids, dtype=torch.long), persistent=False)
+        self.reader = TokenMergeReader(embedding, merge, ks, hidden)
+
+    def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """shared ids [B, T], mask [B, T] -> embeds [B, ceil(T/k), d_model], position mask [B, M]."""
+        ids = self.to_receiver.to(shared_ids.device)[shared_ids] * mask
+        return self.reader(ids, mask, k)

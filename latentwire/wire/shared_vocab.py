@@ -106,6 +106,15 @@ class SharedVocabulary:
             return self.split(written)
         return [i for token in tokens for i in ([self.ids[token]] if token in self.ids else self.split(token))]
 
+    def receiver_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+        """[n]: each shared string's id in `tokenizer`'s vocabulary (every receiver has every shared string)."""
+        vocabulary = tokenizer.get_vocab()
+        missing = [s for s in self.strings if s not in vocabulary]
+        if missing:
+            raise CodingError(f"tokenizer lacks {len(missing)} shared strings (first: {missing[0]!r}): not a "
+                              "vocabulary this shared vocabulary was made from")
+        return [vocabulary[s] for s in self.strings]
+
     def decode(self, ids: list[int]) -> str:
         """The text that shared ids [T] spell (CodingError on an id out of range)."""
         if any(not 0 <= i < len(self.strings) for i in ids):
