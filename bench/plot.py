@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MARKERS = {"utf8": "o", "zstd": "s", "ids": "D", "unigram": "^", "lm": "*", "packet": "P"}
@@ -42,6 +43,9 @@ def _panel(axis, points: list[dict], x: str, colours: dict) -> None:
         axis.scatter([p[x] for p in front], [p["f1"] for p in front], s=90, facecolors="none", edgecolors="black",
                      linewidths=1.0, zorder=5)
     axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
     axis.grid(alpha=0.3, which="both")
 
 
@@ -56,16 +60,20 @@ def plot(points: list[dict], out_dir: Path) -> list[Path]:
         [Line2D([], [], color="black", marker="o", markerfacecolor="none", linestyle="-", label="Pareto front")]
     written = []
     for name, (x, label) in AXES.items():
-        figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.2 * max(1, len(panels)), 4.6), squeeze=False)
-        for axis, (receiver, regime) in zip(axes[0], panels):
-            _panel(axis, [p for p in points if (p["receiver"], p["regime"]) == (receiver, regime)], x, colours)
-            axis.set_title(f"{receiver} / {regime.replace('_', '-')}")
-            axis.set_xlabel(label)
-            axis.set_ylabel("F1")
-        figure.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=8, frameon=False)
-        figure.tight_layout(rect=(0, 0.12, 1, 1))
+        receivers, regimes = sorted({r for r, _ in panels}), sorted({g for _, g in panels}, reverse=True)
+        figure, axes = plt.subplots(len(receivers), len(regimes), figsize=(5.4 * len(regimes), 4.2 * len(receivers)),
+                                    squeeze=False)
+        for row, receiver in enumerate(receivers):      # a row per receiver, a column per regime
+            for column, regime in enumerate(regimes):
+                axis = axes[row][column]
+                _panel(axis, [p for p in points if (p["receiver"], p["regime"]) == (receiver, regime)], x, colours)
+                axis.set_title(f"{receiver} / {regime.replace('_', '-')}")
+                axis.set_xlabel(label)
+                axis.set_ylabel("F1")
+        figure.tight_layout()
+        figure.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
         path = Path(out_dir) / f"f1_vs_{name}.png"
-        figure.savefig(path, dpi=120)
+        figure.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(figure)
         written.append(path)
     return written
