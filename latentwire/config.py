@@ -116,7 +116,7 @@ class EncoderConfig:
     """The sender's encoder: text -> latent Z [M, d_z]."""
 
     kind: str = "byte"
-    """byte, mean_pool, embed_pca, token_code, lm_perceiver or minilm (see latentwire.encoders.ENCODERS)."""
+    """byte, mean_pool, embed_pca, token_code, token_ids, lm_perceiver or minilm (latentwire.encoders.ENCODERS)."""
     M: int = 32
     """Number of latent slots."""
     d_z: int = 16
@@ -150,6 +150,15 @@ class EncoderConfig:
     input: str = "prompt"
     """What the packet carries: prompt (question + context) or context (made without the question,
     which then travels as text beside the packet, its bytes counted)."""
+    ks: list[int] = field(default_factory=lambda: [2])
+    """token_ids: tokens a receiver position reads (1..4); training draws one per batch, evaluation reads at
+    the first (the packet is the same for every k)."""
+    merge: str = "weighted"
+    """token_ids: how a receiver merges a position's k token embeddings: weighted (a learned weight per place
+    and dimension) or mlp (the mean plus a small MLP); both start as the mean."""
+    unigram: str = ""
+    """token_ids: the unigram table the packet is range-coded under (empty: the shipped table of the default
+    receivers; `latentwire fit-unigram` makes one for others)."""
 
 
 @dataclass
@@ -389,6 +398,16 @@ def config_problems(config: Config) -> list[str]:
                         f"got {e.tokens_per_slot}")
     elif e.kind != "token_code" and (e.tokens_per_slot != 1 or e.select != "surprise"):
         problems.append("encoder.tokens_per_slot and encoder.select apply to encoder.kind=token_code only")
+    if e.kind == "token_ids":
+        if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
+            problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
+        if e.merge not in ("weighted", "mlp"):
+            problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
+        if e.private_slots or any(name != "lora" for name in f.enabled()):
+            problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
+                            "adapters or coprocessor)")
+    elif e.ks != [2] or e.merge != "weighted" or e.unigram:
+        problems.append("encoder.ks, encoder.merge and encoder.unigram apply to encoder.kind=token_ids only")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     problems += value_problems(config)

@@ -26,20 +26,33 @@ def latent_prompt_embeds(receiver: Receiver, builder: PromptBuilder, latent: tor
 
 
 def latent_prompt_batch(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor,
-                        after: list[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """latent [B, M, d_model] and per-example token ids to place after it -> (inputs_embeds [B, T, d_model],
-    attention mask [B, T]), left-padded so that every row ends with the anchor."""
+                        after: list[list[int]] | None = None,
+                        latent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """latent [B, M, d_model] (of which `latent_mask` [B, M], when given, marks each row's real positions) and
+    per-example token ids to place after it -> (inputs_embeds [B, T, d_model], attention mask [B, T]),
+    left-padded so that every row ends with the anchor."""
+    if latent_mask is not None:
+        after = after or [[] for _ in range(latent.shape[0])]
+        if not bool(latent_mask.all()):
+            rows = [latent[i][latent_mask[i] > 0] for i in range(latent.shape[0])]
+            return _ragged_prompt_batch(receiver, builder, rows, after)
     if not after or not any(after):
         embeds = latent_prompt_embeds(receiver, builder, latent)
         return embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=latent.device)
-    device = latent.device
+    return _ragged_prompt_batch(receiver, builder, list(latent), after)
+
+
+def _ragged_prompt_batch(receiver: Receiver, builder: PromptBuilder, latents: list[torch.Tensor],
+                         after: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows prefix + latents[i] [M_i, d] + after[i] + anchor, left-padded: (embeds [B, T, d], mask [B, T])."""
+    device = latents[0].device
     prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=device))[0]
     anchor = receiver.embed(torch.tensor([builder.anchor_ids], device=device))[0]
-    latent, dtype = latent.to(prefix.dtype), prefix.dtype
-    rows = [torch.cat([prefix, latent[i], receiver.embed(torch.tensor([ids], device=device))[0].to(dtype)
-                       if ids else latent[i][:0], anchor]) for i, ids in enumerate(after)]
+    dtype = prefix.dtype
+    rows = [torch.cat([prefix, latent.to(dtype), receiver.embed(torch.tensor([ids], device=device))[0].to(dtype)
+                       if ids else prefix[:0], anchor]) for latent, ids in zip(latents, after)]
     length = max(r.shape[0] for r in rows)
-    embeds = latent.new_zeros(len(rows), length, latent.shape[-1])
+    embeds = prefix.new_zeros(len(rows), length, prefix.shape[-1])
     mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
     for i, row in enumerate(rows):
         embeds[i, length - row.shape[0]:] = row
@@ -71,17 +84,19 @@ def reading(receiver: Receiver, features, latent: torch.Tensor, inputs: dict) ->
 
 
 def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor, targets: torch.Tensor,
-                  features=None, after: list[list[int]] | None = None) -> torch.Tensor:
+                  features=None, after: list[list[int]] | None = None,
+                  latent_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Teacher-forced logits [B, K, V] for the K answer targets [B, K] given latent [B, M, d_model].
 
     Logit k predicts targets[:, k]: position 0 is read after the anchor (t=0), the others after
     answer tokens 0..K-2. Only these K positions go through the LM head. `features` (a
     ReceiverFeatures, or None) act through `reading`; `after` are per-example ids placed between the
-    latent and the anchor (context-only mode).
+    latent and the anchor (context-only mode); `latent_mask` [B, M] marks the real latent positions of rows of
+    different lengths (token packets).
     """
     K = targets.shape[1]
-    padded = bool(after and any(after))
-    prompt, mask = latent_prompt_batch(receiver, builder, latent, after)
+    prompt, mask = latent_prompt_batch(receiver, builder, latent, after, latent_mask)
+    padded = not bool(mask.all())
     inputs = {"inputs_embeds": torch.cat([prompt, receiver.embed(targets[:, :K - 1]).to(prompt.dtype)], dim=1)}
     if padded:   # rows of different lengths: the mask and positions say where each one starts
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], K - 1)], dim=1)

@@ -38,7 +38,6 @@ from latentwire.train.checkpoint import (
 )
 from latentwire.train.tasks import task_of
 from latentwire.weights import DEFAULT, verify_card, write_card
-from latentwire.wire import decode_latent, encode_latent, fake_quantize
 
 
 class LatentWire(nn.Module):
@@ -61,6 +60,8 @@ class LatentWire(nn.Module):
         self.encoder = build_encoder(replace(enc, M=self.total_slots), source)
         self.adapters = build_adapters(self.encoder.adapter, enc.d_z, self.receivers, self.encoder.link(self.receivers))
         self.features = ReceiverFeatures(config.features, self.receivers)
+        self.k = config.encoder.ks[0]
+        """Tokens a receiver position reads, for token packets (training sets it per batch)."""
 
     def slots_of(self, name: str) -> list[int]:
         """Latent slot indices receiver `name` reads: the shared M, then its private block."""
@@ -90,15 +91,31 @@ class LatentWire(nn.Module):
         """The text a receiver reads right after the latent: the question in context-only mode, else ""."""
         return split_content(question, context, self.config.encoder.input)[1]
 
-    def latent(self, features: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:
-        """Z [B, total_slots, d_z] from per-example features, quantised as the wire will (straight-through)."""
+    def latent(self, features: list[torch.Tensor], bits: int | None = None):
+        """Z [B, total_slots, d_z] from per-example features, quantised as the wire will (straight-through);
+        for a token encoder, the TokenBatch of the examples' tokens (the wire carries them exactly)."""
         batch, mask = pad_features([f.to(self.device) for f in features])
         z = self.encoder(batch, mask)
-        return fake_quantize(z, bits or self.config.wire.bits, self.config.wire.group_size)
+        return self.encoder.wire_view(z, bits or self.config.wire.bits, self.config.wire.group_size)
 
-    def receiver_embeds(self, name: str, z: torch.Tensor) -> torch.Tensor:
-        """Z [B, slots, d_z] -> receiver `name`'s calibrated input embeddings [B, M_r, d_model]."""
-        return self.adapters[name](z[:, self.slots_of(name)])
+    def receiver_inputs(self, name: str, z) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Z [B, slots, d_z] (or a TokenBatch) -> receiver `name`'s input embeddings [B, M_r, d_model] and, for
+        token packets, which of the M_r positions are real [B, M_r] (None: all of them)."""
+        if self.encoder.carries_tokens:
+            return self.adapters[name](z.ids, z.mask, self.k)
+        return self.adapters[name](z[:, self.slots_of(name)]), None
+
+    def as_batch(self, z):
+        """What `decode` returned as a batch of one: Z [1, slots, d_z] (a TokenBatch already is one)."""
+        return z if self.encoder.carries_tokens else z[None]
+
+    def receiver_embeds(self, name: str, z) -> torch.Tensor:
+        """Z [B, slots, d_z] (or a TokenBatch of one example) -> receiver `name`'s input embeddings
+        [B, M_r, d_model]."""
+        embeds, mask = self.receiver_inputs(name, z)
+        if mask is not None and not bool(mask.all()):
+            raise ValueError("receiver_embeds takes one example's tokens; a batch needs receiver_inputs' mask")
+        return embeds
 
     def embeds(self, features: list[torch.Tensor], bits: int | None = None) -> dict[str, torch.Tensor]:
         """One latent, every receiver's calibrated embeddings {name: [B, M_r, d_model]}."""
@@ -115,16 +132,20 @@ class LatentWire(nn.Module):
         Conditions (latentwire.shuffle_test): own (each example reads its own latent), shuffled (example i
         reads example i-1's), none (no latent). The whole trainable path runs here, for DDP (accelerate).
         """
-        out = {}
-        for name, embeds in self.embeds(features, bits).items():
+        out, z = {}, self.latent(features, bits)
+        for name in self.receiver_names:
+            embeds, mask = self.receiver_inputs(name, z)
             embeds = embeds.to(self.receivers[name].device)
-            out[name] = {condition: self.read(name, CONDITIONS[condition](embeds), targets[name], after[name])
+            out[name] = {condition: self.read(name, CONDITIONS[condition](embeds), targets[name], after[name],
+                                              None if mask is None else CONDITIONS[condition](mask))
                          for condition in conditions}
         return out
 
-    def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]]) -> torch.Tensor:
-        """Receiver `name` reading latent embeds [B, M, d_model] (M may be 0): logits [B, K, V] at targets [B, K]."""
-        return answer_logits(self.receivers[name], self.builders[name], embeds, targets, self.features, after)
+    def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]],
+             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Receiver `name` reading latent embeds [B, M, d_model] (M may be 0; `mask` [B, M] marks the real
+        positions of token packets): logits [B, K, V] at targets [B, K]."""
+        return answer_logits(self.receivers[name], self.builders[name], embeds, targets, self.features, after, mask)
 
     @property
     def device(self) -> torch.device:
@@ -141,17 +162,19 @@ class LatentWire(nn.Module):
     @torch.no_grad()
     def encode(self, question: str, context: str, bits: int | None = None) -> bytes:
         """Sender side: one prompt -> a wire packet (bytes)."""
-        z = self.latent([self.featurize(question, context)], bits)[0]
-        return encode_latent(z.cpu(), bits or self.config.wire.bits, self.config.wire.group_size,
-                             self._id())
+        z = self.latent([self.featurize(question, context)], bits)
+        return self.encoder.pack(z, bits or self.config.wire.bits, self.config.wire.group_size, self._id())
 
-    def decode(self, packet: bytes) -> torch.Tensor:
-        """Receiver side: a packet -> Z [slots, d_z]; refuses packets of another checkpoint or shape."""
-        z = decode_latent(packet, expected_checkpoint_id=self._id())
-        if tuple(z.shape) != (self.total_slots, self.config.encoder.d_z):
-            raise ValueError(f"packet latent shape {tuple(z.shape)} does not match this model's "
+    def decode(self, packet: bytes):
+        """Receiver side: a packet -> Z [slots, d_z] (a TokenBatch of one example for token packets); refuses
+        packets of another checkpoint (vocabulary and coder, for token packets) or shape."""
+        z = self.encoder.unpack(packet, self._id())
+        if self.encoder.carries_tokens:
+            return z.to(self.device)
+        if tuple(z.shape) != (1, self.total_slots, self.config.encoder.d_z):
+            raise ValueError(f"packet latent shape {tuple(z.shape)[1:]} does not match this model's "
                              f"{(self.total_slots, self.config.encoder.d_z)}")
-        return z.to(self.device)
+        return z[0].to(self.device)
 
     def named_text(self, packet: bytes) -> str | None:
         """The source-token text a token-code packet names, slot by slot (None for encoders whose packets
@@ -170,7 +193,8 @@ class LatentWire(nn.Module):
         if self.config.encoder.input == "context" and not question:
             raise ValueError("this model's packets carry only the context: answer(packet, receiver, question=...)")
         reader, builder = self.receivers[receiver], self.builders[receiver]
-        embeds = self.receiver_embeds(receiver, self.decode(packet)[None]).to(reader.device, reader.model.dtype)
+        embeds = self.receiver_embeds(receiver, self.as_batch(self.decode(packet)))
+        embeds = embeds.to(reader.device, reader.model.dtype)
         after = builder.encode(f"\nQuestion: {question}") if question else []
         return PromptInput("", embeds=latent_prompt_batch(reader, builder, embeds, [after])[0][0],
                            latent_embeds=embeds[0])

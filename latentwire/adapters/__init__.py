@@ -11,6 +11,7 @@ from torch import nn
 
 from latentwire.adapters.mlp import Adapter, embedding_rms, rms_calibrate
 from latentwire.adapters.token_code import TokenCodeAdapter
+from latentwire.adapters.token_merge import SharedTokenReader
 
 
 def _mlp(d_z: int, receivers: dict, target_rms: dict[str, float], link: dict[str, Any]) -> nn.ModuleDict:
@@ -35,7 +36,15 @@ def _token_code(d_z: int, receivers: dict, target_rms: dict[str, float], link: d
                                                  link["tokens_per_slot"]) for name, r in receivers.items()})
 
 
-ADAPTERS: dict[str, Callable[..., nn.ModuleDict]] = {"mlp": _mlp, "warm_mlp": _warm_mlp, "token_code": _token_code}
+def _token_merge(d_z: int, receivers: dict, target_rms: dict[str, float], link: dict[str, Any]) -> nn.ModuleDict:
+    """Readers of lossless token packets: shared ids -> each receiver's ids link["receiver_ids"][name] -> its
+    embeddings read k to a position (merge link["merge"], for each k in link["ks"])."""
+    return nn.ModuleDict({name: SharedTokenReader(link["receiver_ids"][name], r.model.get_input_embeddings(),
+                                                  link["merge"], link["ks"]) for name, r in receivers.items()})
+
+
+ADAPTERS: dict[str, Callable[..., nn.ModuleDict]] = {"mlp": _mlp, "warm_mlp": _warm_mlp, "token_code": _token_code,
+                                                     "token_merge": _token_merge}
 
 
 def build_adapters(kind: str, d_z: int, receivers: dict, link: dict[str, Any]) -> nn.ModuleDict:

@@ -13,6 +13,7 @@ from latentwire.encoders.source_encoders import (
     MiniLMEncoder,
 )
 from latentwire.encoders.token_codes import TokenCodeEncoder
+from latentwire.encoders.token_ids import TokenIdEncoder
 
 ENCODERS: dict[str, type[Encoder]] = {
     "byte": ByteEncoder,
@@ -21,6 +22,7 @@ ENCODERS: dict[str, type[Encoder]] = {
     "minilm": MiniLMEncoder,
     "embed_pca": EmbedPCAEncoder,
     "token_code": TokenCodeEncoder,
+    "token_ids": TokenIdEncoder,
 }
 
 

@@ -71,13 +71,14 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     text = ctx.system.text_after(example.question, example.context)       # the question, context-only mode
 
     def receive() -> tuple[PromptInput, torch.Tensor]:     # what the receiver does with the packet it holds
-        z = ctx.system.decode(packet)                                          # [slots, d_z]
-        latent = ctx.system.receiver_embeds(ctx.receiver.name, z[None]).to(ctx.receiver.device)
+        z = ctx.system.decode(packet)                                # [slots, d_z], or a TokenBatch of one
+        latent = ctx.system.receiver_embeds(ctx.receiver.name, ctx.system.as_batch(z)).to(ctx.receiver.device)
         return latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else []), z
     prompt, z = receive()
     content = format_content(example.question, example.context)
     raw, packed = message_text_bytes(example.question, example.context)
-    return replace(prompt, content=content, latent=z.cpu(), wire_bytes=len(packet) + len(text.encode("utf-8")),
+    latent = None if ctx.system.encoder.carries_tokens else z.cpu()      # token packets: no continuous latent
+    return replace(prompt, content=content, latent=latent, wire_bytes=len(packet) + len(text.encode("utf-8")),
                    content_tokens=len(ctx.builder.encode(content)) - len(prompt.after_ids), text_bytes=raw,
                    text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0])
 

@@ -183,6 +183,12 @@ def compute_precision(accelerator: Accelerator, config: Config):
     return accelerator.autocast()
 
 
+def reading_k(ks: list[int], seed: int, step: int) -> int:
+    """Tokens a receiver position reads in step `step` (token packets): drawn from `ks`, a function of
+    (seed, step) so that a resumed run draws as an uninterrupted one would."""
+    return ks[0] if len(ks) == 1 else random.Random(seed * 104_729 + step).choice(ks)
+
+
 def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[TrainItem], step: int,
                    config: Config) -> tuple[float, dict, float, bool]:
     """One optimizer step over train.grad_accum micro-batches: (loss, its parts, gradient norm, whether the
@@ -191,6 +197,7 @@ def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[Trai
     torch.manual_seed(t.seed * 7919 + step)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, config)
+    getattr(system, "module", system).k = reading_k(config.encoder.ks, t.seed, step)
     parts: dict[str, float] = {}
     total = 0.0
     for micro in range(t.grad_accum):

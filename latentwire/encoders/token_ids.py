@@ -1,0 +1,78 @@
+"""The lossless sender: a text's tokens, every one, as shared-vocabulary ids (latentwire.wire.shared_vocab), on
+the wire as a version 2 packet (latentwire.wire.token_packet). Nothing here is trained: what a receiver makes
+of the ids (k to a position, merged) is its reader's job (latentwire.adapters.token_merge).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from latentwire.config import EncoderConfig
+from latentwire.encoders.base import Encoder
+from latentwire.errors import CodingError
+from latentwire.llm.loader import Receiver
+from latentwire.wire.token_packet import TokenWire
+from latentwire.wire.unigram import UnigramTable
+
+
+@dataclass
+class TokenBatch:
+    """A batch of token packets' contents: shared ids [B, T] (left-aligned) and their mask [B, T]."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+
+    def to(self, device) -> TokenBatch:
+        return TokenBatch(self.ids.to(device), self.mask.to(device))
+
+    def rolled(self) -> TokenBatch:
+        """Each example paired with the next one's tokens (the shuffled-packet condition)."""
+        return TokenBatch(torch.roll(self.ids, 1, 0), torch.roll(self.mask, 1, 0))
+
+
+class TokenIdEncoder(Encoder):
+    """Text -> its shared ids [T] (features [T, 1]); a batch -> TokenBatch; packets of version 2."""
+
+    needs_source, adapter, carries_tokens = True, "token_merge", True
+
+    def __init__(self, config: EncoderConfig, source: Receiver):
+        super().__init__()
+        self.source, self.config = source, config
+        self.wire: TokenWire | None = None
+
+    def link(self, receivers: dict) -> dict:
+        """Build the shared vocabulary of the source and every receiver and the packet coder; returns what the
+        readers need: each receiver's id of every shared string, the merge and the ks they read."""
+        tokenizers = [r.tokenizer for r in receivers.values()]
+        try:
+            table = UnigramTable.load(self.config.unigram or None)
+            self.wire = TokenWire.for_tokenizers(self.source.tokenizer, tokenizers, table)
+        except CodingError as error:
+            raise CodingError(f"encoder.unigram: {error}; `latentwire fit-unigram --out FILE` fits one for these "
+                              "receivers") from None
+        vocabulary = self.wire.vocabulary
+        return {"receiver_ids": {name: vocabulary.receiver_ids(r.tokenizer) for name, r in receivers.items()},
+                "merge": self.config.merge, "ks": tuple(self.config.ks)}
+
+    def featurize(self, text: str) -> torch.Tensor:
+        """[T, 1]: the shared ids spelling `text` exactly (as float32, exact below 2**24)."""
+        return torch.tensor(self.wire.vocabulary.encode(text), dtype=torch.float32)[:, None]
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> TokenBatch:
+        """features [B, T, 1], mask [B, T] -> TokenBatch (ids [B, T], mask [B, T])."""
+        return TokenBatch(features[..., 0].long() * mask.long(), mask.long())
+
+    def wire_view(self, z: TokenBatch, bits: int, group_size: int) -> TokenBatch:
+        """The tokens as the receiver gets them: the wire carries them exactly."""
+        return z
+
+    def pack(self, latent: TokenBatch, bits: int, group_size: int, checkpoint_id: bytes) -> bytes:
+        """One example's TokenBatch (B = 1) -> a version 2 packet (bits, group size and weights id unused: the
+        packet names its vocabulary and coder instead)."""
+        return self.wire.pack_ids(latent.ids[0][latent.mask[0] > 0].tolist())
+
+    def unpack(self, packet: bytes, checkpoint_id: bytes) -> TokenBatch:
+        """A version 2 packet -> TokenBatch (B = 1); PacketError for another vocabulary or a malformed one."""
+        ids = torch.tensor([self.wire.unpack(packet).context_ids])
+        return TokenBatch(ids, torch.ones_like(ids))

@@ -1,0 +1,95 @@
+"""The lossless token path on tiny receivers (issue 18): encoder.kind=token_ids sends every context token as a
+version 2 packet, each receiver reads it k tokens a position (k = 1: the text's own embeddings), trains on
+ragged batches and answers from the packet."""
+import json
+
+import pytest
+import torch
+
+from latentwire.data.loaders import load_examples
+from latentwire.errors import CodingError, ConfigError, PacketError
+from latentwire.prompt import split_content
+from latentwire.system import LatentWire, build_system
+from latentwire.train.objective import batch_loss
+from latentwire.train.tasks import task_of
+from latentwire.train.trainer import reading_k, train
+from latentwire.wire.shared_vocab import SharedVocabulary
+from latentwire.wire.token_packet import is_version_2
+from latentwire.wire.unigram import fit_unigram
+from helpers import tiny_config
+from tiny import CORPUS
+
+EXAMPLES, _ = load_examples("squad", split="train", n=6, seed=2, max_context_chars=300)
+
+
+@pytest.fixture(scope="module")
+def table(pair, tmp_path_factory):
+    vocabulary = SharedVocabulary.from_tokenizers(pair["a"].tokenizer, [pair["b"].tokenizer])
+    path = tmp_path_factory.mktemp("unigram") / "tiny.json.gz"
+    fit_unigram(vocabulary, CORPUS, progress=False).save(path)
+    return path
+
+
+def _config(tmp_path, table, *extra):
+    return tiny_config(tmp_path, "token_ids", "encoder.input=context", "encoder.ks=[1,2,3]", f"encoder.unigram={table}",
+                       "features.lora.enabled=true", "features.lora.rank=2", "loss.kd_weight=0", *extra)
+
+
+def test_the_packet_carries_every_context_token_and_k1_reads_the_text_embeddings(tmp_path, pair, table):
+    system = build_system(_config(tmp_path, table), pair)
+    example = EXAMPLES[0]
+    packet = system.encode(example.question, example.context)
+    assert is_version_2(packet)       # (the tiny vocabulary does not compress SQuAD text: bytes are not checked here)
+    carried = split_content(example.question, example.context, "context")[0]
+    tokens = system.decode(packet)
+    assert system.encoder.wire.vocabulary.decode(tokens.ids[0].tolist()) == carried
+    system.k = 1
+    for name, receiver in system.receivers.items():
+        own = torch.tensor(system.encoder.wire.vocabulary.receiver_ids(receiver.tokenizer))[tokens.ids[0]]
+        assert receiver.tokenizer.decode(own.tolist()) == carried
+        torch.testing.assert_close(system.receiver_embeds(name, tokens)[0], receiver.embed(own[None])[0].float())
+    system.k = 3
+    assert system.receiver_embeds("a", tokens).shape[1] == -(-tokens.ids.shape[1] // 3)
+
+
+def test_ragged_batches_train_every_k_and_another_coder_is_refused(tmp_path, pair, table):
+    config = _config(tmp_path, table, "encoder.merge=mlp")
+    system = build_system(config, pair)
+    items, _ = task_of(config).build_items(EXAMPLES[:3], system, config, progress=False)
+    lengths = {len(i.features) for i in items}
+    assert len(lengths) > 1                                             # contexts of different lengths
+    for k in (1, 2, 3):
+        system.k = k
+        system.zero_grad()
+        loss, parts = batch_loss(system, items, config.loss)
+        loss.backward()
+        assert torch.isfinite(loss) and parts["a/ce"] > 0
+        merge_grads = [p.grad for n, p in system.named_parameters() if "merges" in n and p.grad is not None]
+        assert (len(merge_grads) > 0) == (k > 1)
+    other = build_system(_config(tmp_path, table), pair)
+    other.encoder.wire.id = b"\0\0\0\0"                          # as if coded under another table
+    with pytest.raises(PacketError, match="coded with vocabulary/coder"):
+        other.decode(system.encode("", EXAMPLES[0].context))
+
+
+def test_training_resumes_and_the_model_answers_from_its_packet(tmp_path, pair, table):
+    config = _config(tmp_path, table, "train.steps=3")
+    checkpoint = train(config, progress=False, receivers=pair)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss"] > 0 for r in log[1:])
+    model = LatentWire.from_pretrained(checkpoint, dict(pair))
+    packet = model.encode("", EXAMPLES[1].context)
+    assert isinstance(model.answer(packet, "b", EXAMPLES[1].question, max_new_tokens=3), str)
+    assert [reading_k([1, 2, 3], 0, step) for step in range(6)] == [reading_k([1, 2, 3], 0, s) for s in range(6)]
+    assert len({reading_k([1, 2, 3], 0, step) for step in range(30)}) == 3
+
+
+def test_bad_token_reader_settings_are_refused(tmp_path, pair, table):
+    for bad, match in (("encoder.ks=[5]", "encoder.ks"), ("encoder.merge=sum", "encoder.merge"),
+                       ("features.deep_prefix.enabled=true", "LoRA only")):
+        with pytest.raises(ConfigError, match=match):
+            _config(tmp_path, table, bad)
+    with pytest.raises(ConfigError, match="apply to encoder.kind=token_ids only"):
+        tiny_config(tmp_path, "byte", "encoder.ks=[1]")
+    with pytest.raises(CodingError, match="encoder.unigram"):
+        build_system(tiny_config(tmp_path, "token_ids", "encoder.input=context"), pair)   # the shipped table
