@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.latent_inputs import reading
-from latentwire.llm.cache import cache_kwarg
+from latentwire.llm.cache import cache_kwarg, output_cache
 from latentwire.llm.loader import Receiver
 
 
@@ -87,7 +87,7 @@ def _decode(model, inputs: dict, max_new_tokens: int, stop_ids: list[int], start
     out = model(**{**inputs, "use_cache": True}, logits_to_keep=1)
     prefill_seconds = time.perf_counter() - start
     first_logits = out.logits[:, -1].float()                                    # [B, V]
-    cache, prompt_length = out.past_key_values, mask.shape[1]
+    cache, prompt_length = output_cache(out), mask.shape[1]
     stop = torch.tensor(stop_ids, device=mask.device)
     token = first_logits.argmax(-1)                                              # [B]
     done = torch.zeros_like(token, dtype=torch.bool)

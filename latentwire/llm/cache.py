@@ -13,6 +13,12 @@ def cache_kwarg(model, cache) -> dict:
     return {name: cache}
 
 
+def output_cache(out):
+    """The KV cache a forward returned: `cache` in transformers >= 5.2 (reading `past_key_values` there warns
+    that it is deprecated), `past_key_values` before."""
+    return out["cache"] if "cache" in out else out.past_key_values
+
+
 def prefilled_cache(model, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
     """A cache holding `kv` (per layer: keys, values [B, kv_heads, P, head_dim]) as P earlier positions."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
