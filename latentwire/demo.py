@@ -20,7 +20,7 @@ def demo_config(baselines_only: bool = False, overrides: list[str] | tuple[str, 
     """The demo's config: the shipped model's own config (receivers, prompt, encoder) <- `config_file` <-
     DEMO_SETTINGS <- the method list <- `overrides`; `dtype` resolved on this machine."""
     methods = METHODS["baselines" if baselines_only else "latent"]
-    checkpoint = [] if baselines_only else [f"checkpoint={DEFAULT}"]
+    checkpoint = ["checkpoint="] if baselines_only else [f"checkpoint={DEFAULT}"]   # not the shipped config's own
     files = [named_path(DEFAULT) / "config.json", *([config_file] if config_file else [])]
     config = load_config(files, [*DEMO_SETTINGS, methods, *checkpoint, *overrides])
     config.resolved_dtype = ""      # the shipped config says where it trained, not what this machine runs

@@ -319,3 +319,34 @@ def test_a_slow_answer_is_504_and_waiting_answers_are_batched(model, monkeypatch
         for thread in threads:
             thread.join(20)
         assert max(r["batch"] for r in results) > 1 and len({r["answer"] for r in results}) == 1
+
+
+# -- demo and serve settings ------------------------------------------------------------------------------------
+
+def test_the_demo_pins_its_settings_and_baselines_are_one_flag_away():
+    from latentwire.demo import demo_config
+    config = demo_config()
+    assert config.checkpoint == DEFAULT and config.eval.methods == ["text", "context_budget", "latent"]
+    assert (config.data.n, config.eval.budgets, config.wire.eval_bits) == (50, [20], [4])
+    assert not (config.eval.shuffled_f1 or config.eval.shuffle_test or config.eval.joint)
+    assert config.resolved_dtype == "" and config.encoder.input == "context"
+    baselines = demo_config(baselines_only=True, overrides=["data.n=5"])
+    assert baselines.checkpoint == "" and "latent" not in baselines.eval.methods and baselines.data.n == 5
+
+
+@pytest.mark.parametrize("override, message", [("serve.port=0", "serve.port must be"),
+                                               ("serve.port=70000", "serve.port must be in 1..65535"),
+                                               ("serve.queue_limit=0", "serve.queue_limit must be"),
+                                               ("serve.timeout_s=0", "serve.timeout_s must be")])
+def test_bad_serve_settings_are_one_line(capsys, override, message):
+    assert main(["serve", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_or_short_token_file_is_refused_before_loading(tmp_path, capsys):
+    assert main(["serve", "--token-file", str(tmp_path / "none")]) == 2
+    assert "serve.token_file" in capsys.readouterr().err
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    assert main(["serve", "--token-file", str(short)]) == 2
+    assert "at least 16 are needed" in capsys.readouterr().err
