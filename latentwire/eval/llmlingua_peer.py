@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from latentwire.llm.cache import cache_kwarg, prefilled_cache
+from latentwire.llm.cache import cache_kwarg, output_cache, prefilled_cache
 from latentwire.llm.loader import Receiver
 
 LLMLINGUA_VERSION = "0.2.2"
@@ -67,7 +67,7 @@ def offline_compressor(scorer: Receiver):
             elif condition_mode == "after":
                 loss = loss[condition_pos_id:]
             result = loss.mean() if granularity == "sentence" else loss
-            return (result, _cache_to_pairs(response.past_key_values)) if return_kv else result
+            return (result, _cache_to_pairs(output_cache(response))) if return_kv else result
 
     return OfflineCompressor(scorer)
 

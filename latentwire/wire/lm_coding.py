@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from latentwire.errors import CodingError
-from latentwire.llm.cache import cache_kwarg
+from latentwire.llm.cache import cache_kwarg, output_cache
 from latentwire.llm.loader import Receiver
 from latentwire.wire.codings import MAX_TOKENS, Coding
 
@@ -59,7 +59,7 @@ class LMCoder:
                     use_cache=True)
         # float32 before the softmax: bfloat16 probabilities would waste bits; the coder normalises them itself
         probabilities = torch.softmax(out.logits[0, -1].float(), dim=-1).cpu().numpy()
-        return probabilities, out.past_key_values
+        return probabilities, output_cache(out)
 
     def encode(self, text: str) -> bytes:
         """`text` as an lm-coded message."""
