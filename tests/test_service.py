@@ -68,6 +68,11 @@ def test_default_names_the_shipped_weights_and_their_card_matches_them():
     assert named_path(DEFAULT) == WEIGHTS_DIR / "default"
     card = verify_card(WEIGHTS_DIR / "default")
     assert card["packet"]["bytes"] == 110 and (WEIGHTS_DIR / "default" / "model.safetensors").stat().st_size < 20e6
+    from pathlib import Path
+
+    from latentwire.weights import sha256_of
+    table = card["coder_tables"]["unigram"]
+    assert sha256_of(Path(__file__).parents[1] / table["path"]) == table["sha256"]     # the shipped table itself
 
 
 def test_answer_many_batches_what_answer_gives_one_by_one(model):
