@@ -58,7 +58,8 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     generated again."""
     spec = METHODS[method]
     with _receiver_alone(ctx, spec):
-        prompts = [spec.build(e, ctx) for e in examples]
+        prompts = [spec.build(e, ctx) for e in tqdm(examples, desc=f"{ctx.receiver.name}/{method} prompts",
+                                                    disable=not progress, leave=False)]   # lm_coded: minutes
     costs = [message_costs(p, codings or {}) for p in prompts]
     gold_ids = [ctx.builder.answer_ids(p.content, e.answers[0]) for p, e in zip(prompts, examples)]
     setting = {column: getattr(ctx, name) if spec.setting == name else None
