@@ -27,9 +27,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from latentwire.config import ServeConfig
-from latentwire.data.examples import MAX_FIELD_CHARS
 from latentwire.errors import Overloaded, PacketError
-from latentwire.service.jsonl import decode_base64
+from latentwire.service.jsonl import decode_base64, text_value
 from latentwire.service.worker import ModelWorker
 from latentwire.system import LatentWire
 from latentwire.wire.auth import TAG_SIZE, sign, verify
@@ -228,12 +227,10 @@ def _json_object(raw: bytes, request: Request) -> dict:
 
 
 def _text(fields: dict, name: str, required: bool) -> str:
-    value = fields.get(name, None if required else "")
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise HTTPException(400, f"field {name!r} must be a non-empty string")
-    if len(value) > MAX_FIELD_CHARS:
-        raise HTTPException(400, f"field {name!r} has {len(value)} characters, over the limit of {MAX_FIELD_CHARS}")
-    return value
+    try:
+        return text_value(fields, name, required)
+    except ValueError as error:
+        raise HTTPException(400, str(error)) from None
 
 
 def _base64(value) -> bytes:

@@ -58,14 +58,23 @@ def row_id(row: dict, where: str) -> str:
     return value
 
 
-def text_field(row: dict, field: str, where: str, required: bool = True) -> str:
-    """A string field of at most MAX_FIELD_CHARS characters ("" when absent and not required)."""
-    value = row.get(field, None if required else "")
+def text_value(fields: dict, field: str, required: bool = True) -> str:
+    """A string field of at most MAX_FIELD_CHARS characters ("" when absent and not required); ValueError
+    naming the field otherwise (the JSONL commands and the HTTP routes both check fields with it)."""
+    value = fields.get(field, None if required else "")
     if not isinstance(value, str) or (required and not value.strip()):
-        raise DataError(f"{where}: field {field!r} must be a non-empty string")
+        raise ValueError(f"field {field!r} must be a non-empty string")
     if len(value) > MAX_FIELD_CHARS:
-        raise DataError(f"{where}: field {field!r} has {len(value)} characters, over the limit of {MAX_FIELD_CHARS}")
+        raise ValueError(f"field {field!r} has {len(value)} characters, over the limit of {MAX_FIELD_CHARS}")
     return value
+
+
+def text_field(row: dict, field: str, where: str, required: bool = True) -> str:
+    """`text_value` of a JSONL row, its error a DataError naming the file and line."""
+    try:
+        return text_value(row, field, required)
+    except ValueError as error:
+        raise DataError(f"{where}: {error}") from None
 
 
 def decode_base64(value) -> bytes:
