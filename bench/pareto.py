@@ -7,7 +7,8 @@
 Both regimes: question_aware (the sender sees the question) and context_only (it never does; the receiver,
 which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
 Each regime is one `latentwire eval` run into runs/bench-pareto/<regime>/ (resumable there: a killed run
-continues with the rows not done); prompts that are the same in both regimes are answered once (the
+continues with the rows not done, and the per-example sender work, lm coding and LLMLingua's pruning, is
+kept in runs/bench-pareto/sender_cache.jsonl); prompts that are the same in both regimes are answered once (the
 harness's memo) and only costed and timed again. receiver_ms is timed at batch 1 on the first --timing-n
 questions. Rows to bench/results/pareto.json with the front (latentwire.eval.pareto) marked;
 bench/results/f1_vs_bytes.png and f1_vs_time.png draw it, one panel per receiver and regime.
@@ -97,8 +98,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report:
         from latentwire.eval.harness import memo_from_predictions
+        from latentwire.eval.sender_cache import SenderCache
 
-        receivers, memo, peers = {}, {}, {}
+        receivers, memo = {}, {}
+        peers = SenderCache(Path(args.runs) / "sender_cache.jsonl")   # lm coding, LLMLingua: done once
         for regime in REGIMES:     # answers already given in either regime's folder (a resumed run)
             memo.update(memo_from_predictions(Path(args.runs) / regime / "predictions.jsonl"))
             memo.update(memo_from_predictions(Path(args.runs) / regime / ".pending" / "predictions.jsonl"))
