@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from latentwire.adapters.token_merge import MERGES, TokenMergeReader, group_tokens
+from latentwire.adapters.token_merge import MERGES, TokenMergeReader, focus_layout, group_tokens
 
 
 @pytest.fixture()
@@ -89,3 +89,26 @@ def test_shared_ids_reach_each_receiver_as_its_own_tokens_and_spell_the_text(pai
         embeds, positions = reader(shared, mask, 1)
         torch.testing.assert_close(embeds[0], receiver.model.get_input_embeddings()(torch.tensor(own)).float())
         assert reader(shared, mask, 3)[0].shape[1] == -(-len(own) // 3)
+
+
+def test_focus_layout_keeps_context_order_and_reads_focus_tokens_alone():
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0, 0, 0]])
+    focus = torch.tensor([[0, 0, 0, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]])
+    index, single = focus_layout(mask, focus, 2)
+    assert index[0].tolist() == [[0, 1], [2, -1], [3, -1], [4, -1], [5, 6]]
+    assert single[0].tolist() == [False, False, True, True, False]
+    assert index[1].tolist() == [[0, 1], [2, -1], [-1, -1], [-1, -1], [-1, -1]] and not single[1].any()
+
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+def test_focus_tokens_are_their_embeddings_and_no_focus_is_the_uniform_reading(table, merge):
+    ids, mask = _batch()
+    reader = TokenMergeReader(table, merge, ks=(1, 4))
+    focus = torch.tensor([[0, 1, 1, 0, 0], [0, 0, 0, 0, 0]])
+    embeds, positions = reader(ids, mask, 4, focus)
+    assert positions.tolist() == [[1, 1, 1, 1], [1, 0, 0, 0]]
+    assert torch.equal(embeds[0, 1], table(ids[0, 1])) and torch.equal(embeds[0, 2], table(ids[0, 2]))
+    uniform, _ = reader(ids, mask, 4)
+    none, none_positions = reader(ids, mask, 4, torch.zeros_like(mask))
+    assert none.shape == uniform.shape and none_positions.tolist() == [[1, 1], [1, 0]]
+    torch.testing.assert_close(none, uniform)

@@ -6,6 +6,10 @@ Merges (registry MERGES), both starting as the mean of the group:
     weighted   a learned per-dimension weight for each place in the group (the token-pairs reader's merge)
     mlp        the mean plus a small MLP over the k embeddings and their places in the group (zero at start)
 A reader holds one merge per k it reads (`ks`), so one reader serves every k of a mixed-k training.
+
+Two resolutions: with `focus` marks [B, T] (the tokens of the sentences the receiver selected for the
+question, latentwire.adapters.focus), each marked token gets a position of its own (its plain embedding) and
+the runs of unmarked tokens between them are read k to a position, all in context order.
 """
 from __future__ import annotations
 
@@ -34,6 +38,45 @@ def masked_mean(groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
     """groups [B, M, k, d], members [B, M, k] -> the mean of each group's present members [B, M, d] (0 if none)."""
     weight = members.to(groups.dtype)[..., None]
     return (groups * weight).sum(2) / weight.sum(2).clamp(min=1)
+
+
+def focus_layout(mask: torch.Tensor, focus: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """mask, focus [B, T] -> index [B, M, k] (the token each place of a position reads; -1 for none) and single
+    [B, M] (the position is one focus token), in context order: a focus token alone, the unmarked tokens
+    between focus tokens k to a position (a run's last position may be short). M is the longest row's."""
+    rows = []
+    for present, marked in zip(mask.tolist(), focus.tolist()):
+        groups, run = [], []
+        for t, (real, keep) in enumerate(zip(present, marked)):
+            if not real:
+                continue
+            if keep:
+                groups += [(run, False)] if run else []
+                groups.append(([t], True))
+                run = []
+            else:
+                run.append(t)
+                if len(run) == k:
+                    groups.append((run, False))
+                    run = []
+        rows.append(groups + ([(run, False)] if run else []))
+    m = max(1, max(map(len, rows)))
+    index = torch.full((len(rows), m, k), -1, dtype=torch.long)
+    single = torch.zeros(len(rows), m, dtype=torch.bool)
+    for b, groups in enumerate(rows):
+        for j, (members, alone) in enumerate(groups):
+            index[b, j, :len(members)] = torch.tensor(members)
+            single[b, j] = alone
+    return index.to(mask.device), single.to(mask.device)
+
+
+def gather_groups(embeds: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """embeds [B, T, d], index [B, M, k] (-1: none) -> groups [B, M, k, d] (0 where none), members [B, M, k]."""
+    batch, length, width = embeds.shape
+    padded = torch.cat([embeds, embeds.new_zeros(batch, 1, width)], dim=1)
+    where = torch.where(index < 0, length, index)
+    groups = torch.gather(padded, 1, where.reshape(batch, -1, 1).expand(-1, -1, width))
+    return groups.reshape(*index.shape, width), (index >= 0).long()
 
 
 class WeightedMerge(nn.Module):
@@ -86,19 +129,29 @@ class TokenMergeReader(nn.Module):
         self.merges = nn.ModuleDict({str(k): MERGES[merge](k, width, hidden) for k in sorted(set(ks)) if k > 1})
         self.ks = tuple(sorted(set(ks)))
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids [B, T], mask [B, T] (left-aligned tokens) -> embeds [B, ceil(T/k), d] (float32), mask [B, M]."""
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int,
+                focus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids [B, T], mask [B, T] (left-aligned tokens), focus [B, T] or None -> embeds [B, M, d] (float32) and
+        position mask [B, M]; M = ceil(T/k) without focus, else the focus tokens plus the rest k to a position."""
         if k not in self.ks:
             raise ValueError(f"this reader reads k in {self.ks}, not k={k}")
         embeds = self.embedding[0](ids).float() * mask[..., None]
         if k == 1:
             return embeds, mask
-        groups, members = group_tokens(embeds, mask, k)
+        if focus is None:
+            groups, members = group_tokens(embeds, mask, k)
+            single = None
+        else:
+            index, single = focus_layout(mask, focus, k)
+            groups, members = gather_groups(embeds, index)
         merged = self.merges[str(k)](groups, members)
         target = (groups.pow(2).sum((2, 3)) / (members.sum(2) * groups.shape[-1]).clamp(min=1)).add(1e-12).sqrt()
         scale = target / merged.pow(2).mean(-1).add(1e-12).sqrt()
         positions = (members.sum(2) > 0).to(mask.dtype)
-        return merged * (scale * positions)[..., None], positions
+        out = merged * (scale * positions)[..., None]
+        if single is not None:                           # a focus token's position is its own embedding
+            out = torch.where(single[..., None], groups[:, :, 0], out)
+        return out, positions
 
 
 class SharedTokenReader(nn.Module):
@@ -112,7 +165,8 @@ class SharedTokenReader(nn.Module):
         self.register_buffer("to_receiver", torch.tensor(receiver_ids, dtype=torch.long), persistent=False)
         self.reader = TokenMergeReader(embedding, merge, ks, hidden)
 
-    def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """shared ids [B, T], mask [B, T] -> embeds [B, ceil(T/k), d_model], position mask [B, M]."""
+    def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int,
+                focus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """shared ids [B, T], mask [B, T], focus [B, T] or None -> embeds [B, M, d_model], position mask [B, M]."""
         ids = self.to_receiver.to(shared_ids.device)[shared_ids] * mask
-        return self.reader(ids, mask, k)
+        return self.reader(ids, mask, k, focus)
