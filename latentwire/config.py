@@ -95,6 +95,9 @@ class EvalConfig:
     """Run the shuffled-latent test in every latent row (bits_specific / bits_prior: two more NLL passes)."""
     sentences: list[int] = field(default_factory=lambda: [1, 2])
     """Sentences kept by select_lexical / select_minilm (one row per value)."""
+    ks: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    """Tokens a receiver position reads in the latent_k and latent_focus rows of a token reader (one row per
+    value, each one the reader was trained for)."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
     """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
     it delivered)."""
@@ -159,6 +162,14 @@ class EncoderConfig:
     unigram: str = ""
     """token_ids: the unigram table the packet is range-coded under (empty: the shipped table of the default
     receivers; `latentwire fit-unigram` makes one for others)."""
+    focus: int = 0
+    """token_ids: sentences a two-resolution reader reads at k = 1 (each of their tokens a position of its own,
+    the rest of the context k to a position): those focus_scorer ranks highest for the question, marked by
+    the receiver (latentwire.adapters.focus); 0: every step reads uniformly."""
+    focus_scorer: str = "lexical"
+    """token_ids: the sentence scorer of the focus (latentwire.eval.sentences.SCORERS)."""
+    focus_share: float = 0.5
+    """token_ids with focus > 0: the share of training steps read at two resolutions (drawn per step, as k)."""
 
 
 @dataclass
@@ -403,11 +414,15 @@ def config_problems(config: Config) -> list[str]:
             problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
         if e.merge not in ("weighted", "mlp"):
             problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
+        if e.focus < 0 or e.focus_scorer not in ("lexical", "minilm") or not 0 <= e.focus_share <= 1:
+            problems.append(f"encoder.focus must be >= 0, encoder.focus_scorer lexical or minilm and "
+                            f"encoder.focus_share in [0, 1], got {e.focus}, {e.focus_scorer!r}, {e.focus_share}")
         if e.private_slots or any(name != "lora" for name in f.enabled()):
             problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
                             "adapters or coprocessor)")
-    elif e.ks != [2] or e.merge != "weighted" or e.unigram:
-        problems.append("encoder.ks, encoder.merge and encoder.unigram apply to encoder.kind=token_ids only")
+    elif e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus:
+        problems.append("encoder.ks, encoder.merge, encoder.unigram and encoder.focus apply to "
+                        "encoder.kind=token_ids only")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     problems += value_problems(config)
@@ -417,7 +432,7 @@ def config_problems(config: Config) -> list[str]:
 _MINIMUMS = {
     "data.n": 0, "data.max_context_chars": 1,
     "eval.budgets": 1, "eval.batch_size": 1, "eval.max_new_tokens": 1, "eval.threads": 0, "eval.sentences": 1,
-    "eval.timing_n": 0,
+    "eval.timing_n": 0, "eval.ks": 1,
     "encoder.M": 1, "encoder.d_z": 1, "encoder.width": 1, "encoder.layers": 1, "encoder.heads": 1,
     "encoder.max_input": 1, "encoder.private_slots": 0,
     "loss.K": 1, "loss.kd_top_k": 1, "loss.first_token_weight": 0, "loss.ce_weight": 0, "loss.kd_weight": 0,
@@ -456,6 +471,8 @@ def value_problems(config: Config) -> list[str]:
         problems.append(f"wire.group_size must be in 1..{MAX_GROUP_SIZE}, got {config.wire.group_size}")
     if any(not 0 < rate <= 1 for rate in config.eval.rates):
         problems.append(f"eval.rates must be in (0, 1] (every entry), got {config.eval.rates}")
+    if any(not 1 <= k <= 4 for k in config.eval.ks):
+        problems.append(f"eval.ks must list tokens a position in 1..4 (every entry), got {config.eval.ks}")
     if config.eval.regime not in REGIMES:
         problems.append(f"eval.regime must be one of {', '.join(REGIMES)}, got {config.eval.regime!r}")
     if any(c not in CODING_NAMES[:-1] for c in config.eval.codings):

@@ -62,6 +62,8 @@ class LatentWire(nn.Module):
         self.features = ReceiverFeatures(config.features, self.receivers)
         self.k = config.encoder.ks[0]
         """Tokens a receiver position reads, for token packets (training sets it per batch)."""
+        self.focus = False
+        """Whether training reads token packets at two resolutions this step (the trainer draws it per batch)."""
 
     def slots_of(self, name: str) -> list[int]:
         """Latent slot indices receiver `name` reads: the shared M, then its private block."""
@@ -79,7 +81,10 @@ class LatentWire(nn.Module):
         carried, _ = split_content(question, context, self.config.encoder.input)
         if self.config.encoder.input == "context" and not context.strip():
             raise ValueError("encoder.input=context needs a non-empty context")
-        return self.encoder.featurize(carried)
+        features = self.encoder.featurize(carried)
+        if self.encoder.carries_tokens and self.config.encoder.focus:    # what the receiver will mark
+            features = self.encoder.mark_focus(features, question)
+        return features
 
     def featurize_text(self, text: str) -> torch.Tensor:
         """The encoder's features of a raw text (span tasks: the latent carries exactly this text)."""
@@ -98,21 +103,30 @@ class LatentWire(nn.Module):
         z = self.encoder(batch, mask)
         return self.encoder.wire_view(z, bits or self.config.wire.bits, self.config.wire.group_size)
 
-    def receiver_inputs(self, name: str, z) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Z [B, slots, d_z] (or a TokenBatch) -> receiver `name`'s input embeddings [B, M_r, d_model] and, for
-        token packets, which of the M_r positions are real [B, M_r] (None: all of them)."""
+    def receiver_inputs(self, name: str, z, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Z [B, slots, d_z] (or a TokenBatch, read k tokens a position, default self.k, at two resolutions
+        where it has focus marks) -> receiver `name`'s input embeddings [B, M_r, d_model] and, for token
+        packets, which of the M_r positions are real [B, M_r] (None: all of them)."""
         if self.encoder.carries_tokens:
-            return self.adapters[name](z.ids, z.mask, self.k)
+            return self.adapters[name](z.ids, z.mask, k or self.k, z.focus)
         return self.adapters[name](z[:, self.slots_of(name)]), None
+
+    def token_reading(self, z, question: str, focus: bool):
+        """A decoded token packet (TokenBatch of one) as a receiver reads it: with the focus marks it makes
+        from `question` (encoder.focus sentences, at least one) or, focus False, uniformly."""
+        if not focus:
+            return z.uniform()
+        e = self.config.encoder
+        return z.focused(question, self.encoder.wire.vocabulary, max(1, e.focus), e.focus_scorer)
 
     def as_batch(self, z):
         """What `decode` returned as a batch of one: Z [1, slots, d_z] (a TokenBatch already is one)."""
         return z if self.encoder.carries_tokens else z[None]
 
-    def receiver_embeds(self, name: str, z) -> torch.Tensor:
-        """Z [B, slots, d_z] (or a TokenBatch of one example) -> receiver `name`'s input embeddings
-        [B, M_r, d_model]."""
-        embeds, mask = self.receiver_inputs(name, z)
+    def receiver_embeds(self, name: str, z, k: int | None = None) -> torch.Tensor:
+        """Z [B, slots, d_z] (or a TokenBatch of one example, read k a position) -> receiver `name`'s input
+        embeddings [B, M_r, d_model]."""
+        embeds, mask = self.receiver_inputs(name, z, k)
         if mask is not None and not bool(mask.all()):
             raise ValueError("receiver_embeds takes one example's tokens; a batch needs receiver_inputs' mask")
         return embeds
@@ -133,6 +147,8 @@ class LatentWire(nn.Module):
         reads example i-1's), none (no latent). The whole trainable path runs here, for DDP (accelerate).
         """
         out, z = {}, self.latent(features, bits)
+        if self.encoder.carries_tokens and not self.focus:
+            z = z.uniform()
         for name in self.receiver_names:
             embeds, mask = self.receiver_inputs(name, z)
             embeds = embeds.to(self.receivers[name].device)
@@ -193,7 +209,10 @@ class LatentWire(nn.Module):
         if self.config.encoder.input == "context" and not question:
             raise ValueError("this model's packets carry only the context: answer(packet, receiver, question=...)")
         reader, builder = self.receivers[receiver], self.builders[receiver]
-        embeds = self.receiver_embeds(receiver, self.as_batch(self.decode(packet)))
+        z = self.as_batch(self.decode(packet))
+        if self.encoder.carries_tokens:     # a two-resolution reader focuses on the question's sentences
+            z = self.token_reading(z, question, bool(self.config.encoder.focus and question))
+        embeds = self.receiver_embeds(receiver, z)
         embeds = embeds.to(reader.device, reader.model.dtype)
         after = builder.encode(f"\nQuestion: {question}") if question else []
         return PromptInput("", embeds=latent_prompt_batch(reader, builder, embeds, [after])[0][0],

@@ -93,3 +93,36 @@ def test_bad_token_reader_settings_are_refused(tmp_path, pair, table):
         tiny_config(tmp_path, "byte", "encoder.ks=[1]")
     with pytest.raises(CodingError, match="encoder.unigram"):
         build_system(tiny_config(tmp_path, "token_ids", "encoder.input=context"), pair)   # the shipped table
+
+
+def test_two_resolution_steps_train_and_the_receiver_marks_the_same_tokens(tmp_path, pair, table):
+    config = _config(tmp_path, table, "encoder.focus=1", "encoder.merge=mlp")
+    system = build_system(config, pair)
+    items, _ = task_of(config).build_items(EXAMPLES[:3], system, config, progress=False)
+    assert all(i.features.shape[1] == 2 and i.features[:, 1].sum() > 0 for i in items)
+    system.k = 3
+    positions = {}
+    for focus in (False, True):
+        system.focus = focus
+        z = system.latent([i.features for i in items])
+        embeds, mask = system.receiver_inputs("a", z if focus else z.uniform())
+        positions[focus] = mask.sum().item()
+        system.zero_grad()
+        loss, _ = batch_loss(system, items, config.loss)
+        loss.backward()
+        assert torch.isfinite(loss)
+    assert positions[True] > positions[False]           # the focus sentences' tokens each take a position
+    example = EXAMPLES[0]
+    packet = system.encode(example.question, example.context)
+    read = system.token_reading(system.decode(packet), example.question, True)
+    assert read.focus[0].tolist() == items[0].features[:, 1].long().tolist()     # receiver == training marks
+    assert system.token_reading(read, example.question, False).focus is None
+    assert isinstance(system.answer(packet, "a", example.question, max_new_tokens=2), str)
+
+
+def test_focus_steps_are_drawn_per_step_reproducibly():
+    from latentwire.train.trainer import reading_focus
+
+    drawn = [reading_focus(0.5, 0, step) for step in range(40)]
+    assert drawn == [reading_focus(0.5, 0, step) for step in range(40)] and 5 < sum(drawn) < 35
+    assert not any(reading_focus(0.0, 0, step) for step in range(40))

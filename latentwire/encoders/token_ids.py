@@ -18,17 +18,34 @@ from latentwire.wire.unigram import UnigramTable
 
 @dataclass
 class TokenBatch:
-    """A batch of token packets' contents: shared ids [B, T] (left-aligned) and their mask [B, T]."""
+    """A batch of token packets' contents: shared ids [B, T] (left-aligned), their mask [B, T] and, for a
+    two-resolution reading, the receiver's focus marks [B, T] (None: read uniformly; never on the wire)."""
 
     ids: torch.Tensor
     mask: torch.Tensor
+    focus: torch.Tensor | None = None
 
     def to(self, device) -> TokenBatch:
-        return TokenBatch(self.ids.to(device), self.mask.to(device))
+        return TokenBatch(self.ids.to(device), self.mask.to(device),
+                          None if self.focus is None else self.focus.to(device))
 
     def rolled(self) -> TokenBatch:
         """Each example paired with the next one's tokens (the shuffled-packet condition)."""
-        return TokenBatch(torch.roll(self.ids, 1, 0), torch.roll(self.mask, 1, 0))
+        roll = lambda t: None if t is None else torch.roll(t, 1, 0)  # noqa: E731
+        return TokenBatch(roll(self.ids), roll(self.mask), roll(self.focus))
+
+    def uniform(self) -> TokenBatch:
+        """The same tokens without focus marks."""
+        return TokenBatch(self.ids, self.mask)
+
+    def focused(self, question: str, vocabulary, sentences: int, scorer: str) -> TokenBatch:
+        """One example's tokens (B = 1) with the focus marks a receiver makes from `question`."""
+        from latentwire.adapters.focus import focus_marks
+
+        marks = focus_marks(question, self.ids[0][self.mask[0] > 0].tolist(), vocabulary, sentences, scorer)
+        focus = torch.zeros_like(self.mask)
+        focus[0, :len(marks)] = torch.tensor(marks, dtype=focus.dtype)
+        return TokenBatch(self.ids, self.mask, focus)
 
 
 class TokenIdEncoder(Encoder):
@@ -59,9 +76,20 @@ class TokenIdEncoder(Encoder):
         """[T, 1]: the shared ids spelling `text` exactly (as float32, exact below 2**24)."""
         return torch.tensor(self.wire.vocabulary.encode(text), dtype=torch.float32)[:, None]
 
+    def mark_focus(self, features: torch.Tensor, question: str) -> torch.Tensor:
+        """features [T, 1] -> [T, 2]: the ids and the focus marks a receiver makes from `question` (training
+        examples carry them so that a step can read at two resolutions; the packet never does)."""
+        from latentwire.adapters.focus import focus_marks
+
+        marks = focus_marks(question, features[:, 0].long().tolist(), self.wire.vocabulary, self.config.focus,
+                            self.config.focus_scorer)
+        return torch.cat([features, torch.tensor(marks, dtype=features.dtype)[:, None]], dim=1)
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> TokenBatch:
-        """features [B, T, 1], mask [B, T] -> TokenBatch (ids [B, T], mask [B, T])."""
-        return TokenBatch(features[..., 0].long() * mask.long(), mask.long())
+        """features [B, T, 1 or 2], mask [B, T] -> TokenBatch (ids, mask and, with a second column, the focus
+        marks; each [B, T])."""
+        focus = features[..., 1].long() * mask.long() if features.shape[-1] > 1 else None
+        return TokenBatch(features[..., 0].long() * mask.long(), mask.long(), focus)
 
     def wire_view(self, z: TokenBatch, bits: int, group_size: int) -> TokenBatch:
         """The tokens as the receiver gets them: the wire carries them exactly."""

@@ -189,6 +189,12 @@ def reading_k(ks: list[int], seed: int, step: int) -> int:
     return ks[0] if len(ks) == 1 else random.Random(seed * 104_729 + step).choice(ks)
 
 
+def reading_focus(share: float, seed: int, step: int) -> bool:
+    """Whether step `step` reads token packets at two resolutions: true on a `share` of the steps, a function
+    of (seed, step) as reading_k is."""
+    return share > 0 and random.Random(seed * 15_485_863 + step).random() < share
+
+
 def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[TrainItem], step: int,
                    config: Config) -> tuple[float, dict, float, bool]:
     """One optimizer step over train.grad_accum micro-batches: (loss, its parts, gradient norm, whether the
@@ -197,7 +203,9 @@ def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[Trai
     torch.manual_seed(t.seed * 7919 + step)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, config)
-    getattr(system, "module", system).k = reading_k(config.encoder.ks, t.seed, step)
+    model = getattr(system, "module", system)
+    model.k = reading_k(config.encoder.ks, t.seed, step)
+    model.focus = reading_focus(config.encoder.focus_share if config.encoder.focus else 0.0, t.seed, step)
     parts: dict[str, float] = {}
     total = 0.0
     for micro in range(t.grad_accum):
