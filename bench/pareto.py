@@ -24,7 +24,7 @@ RUNS = HERE.parent / "runs" / "bench-pareto"
 RESULTS = HERE / "results"
 REGIMES = ("question_aware", "context_only")
 METHODS = ["text", "no_context", "context_budget", "select_lexical", "select_minilm", "llmlingua", "lm_coded"]
-COLUMNS = ["receiver", "regime", "method", "M", "sentences", "rate", "bits", "n", "f1", "f1_rel_text",
+COLUMNS = ["receiver", "regime", "method", "M", "sentences", "rate", "bits", "k", "n", "f1", "f1_rel_text",
            "prompt_tokens", "bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_lm", "wire_bytes",
            "compression", "receiver_ms", "sender_ms", "exact"]
 

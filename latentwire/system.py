@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from latentwire.adapters import build_adapters
+from latentwire.adapters.focus import focus_marks
 from latentwire.atomic import atomic_directory
 from latentwire.config import Config, config_from_dict
 from latentwire.data.examples import MAX_FIELD_CHARS
@@ -83,8 +84,14 @@ class LatentWire(nn.Module):
             raise ValueError("encoder.input=context needs a non-empty context")
         features = self.encoder.featurize(carried)
         if self.encoder.carries_tokens and self.config.encoder.focus:    # what the receiver will mark
-            features = self.encoder.mark_focus(features, question)
+            features = self.encoder.with_focus(features, self.focus_marks(question, features[:, 0].long().tolist()))
         return features
+
+    def focus_marks(self, question: str, ids: list[int]) -> list[int]:
+        """[T] the focus marks a receiver makes for `question` on a token packet's shared ids [T]: the tokens of
+        the encoder.focus sentences (at least one) that encoder.focus_scorer ranks highest."""
+        e = self.config.encoder
+        return focus_marks(question, ids, self.encoder.wire.vocabulary, max(1, e.focus), e.focus_scorer)
 
     def featurize_text(self, text: str) -> torch.Tensor:
         """The encoder's features of a raw text (span tasks: the latent carries exactly this text)."""
@@ -116,8 +123,7 @@ class LatentWire(nn.Module):
         from `question` (encoder.focus sentences, at least one) or, focus False, uniformly."""
         if not focus:
             return z.uniform()
-        e = self.config.encoder
-        return z.focused(question, self.encoder.wire.vocabulary, max(1, e.focus), e.focus_scorer)
+        return z.focused(self.focus_marks(question, z.ids[0][z.mask[0] > 0].tolist()))
 
     def as_batch(self, z):
         """What `decode` returned as a batch of one: Z [1, slots, d_z] (a TokenBatch already is one)."""

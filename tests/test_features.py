@@ -178,7 +178,7 @@ def test_text_teacher_and_text_baseline_are_unchanged_by_lora(tmp_path):
     text = run_method(ctx, EXAMPLES, "text", 2, 3, progress=False)
     plain = run_method(MethodContext(reference, ref_builder), EXAMPLES, "text", 2, 3, progress=False)
     assert [p["generated_ids"] for p in text.predictions] == [p["generated_ids"] for p in plain.predictions]
-    assert METHODS["text"].uses_bits is False
+    assert METHODS["text"].trained is False and METHODS["latent"].trained
 
 
 @pytest.mark.parametrize("overrides, message", [

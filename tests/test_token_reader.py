@@ -126,3 +126,25 @@ def test_focus_steps_are_drawn_per_step_reproducibly():
     drawn = [reading_focus(0.5, 0, step) for step in range(40)]
     assert drawn == [reading_focus(0.5, 0, step) for step in range(40)] and 5 < sum(drawn) < 35
     assert not any(reading_focus(0.0, 0, step) for step in range(40))
+
+
+def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import MethodContext
+    from latentwire.prompt import PromptBuilder
+
+    config = _config(tmp_path, table, "encoder.focus=1")
+    system = build_system(config, pair).eval()
+    builder = PromptBuilder(pair["a"].tokenizer, config.prompt, "a")
+    examples = EXAMPLES[:3]
+    rows = {}
+    for method, k in (("latent_k", 1), ("latent_k", 3), ("latent_focus", 3)):
+        ctx = MethodContext(pair["a"], builder, system=system, regime="context_only", k=k)
+        run = run_method(ctx, examples, method, 2, 2, progress=False, timing_n=1, shuffle=False)
+        rows[method, k] = run.row
+        assert run.row["k"] == k and run.row["receiver_ms"] > 0 and run.row["wire_bytes"] > 0
+    tokens = {key: row["prompt_tokens"] for key, row in rows.items()}
+    assert tokens["latent_k", 3] < tokens["latent_focus", 3] < tokens["latent_k", 1]
+    assert rows["latent_k", 1]["wire_bytes"] == rows["latent_k", 3]["wire_bytes"]    # one packet for every k
+    with pytest.raises(ValueError, match="needs a token reader"):
+        run_method(MethodContext(pair["a"], builder, k=2), examples, "latent_k", 2, 2, progress=False)

@@ -38,11 +38,8 @@ class TokenBatch:
         """The same tokens without focus marks."""
         return TokenBatch(self.ids, self.mask)
 
-    def focused(self, question: str, vocabulary, sentences: int, scorer: str) -> TokenBatch:
-        """One example's tokens (B = 1) with the focus marks a receiver makes from `question`."""
-        from latentwire.adapters.focus import focus_marks
-
-        marks = focus_marks(question, self.ids[0][self.mask[0] > 0].tolist(), vocabulary, sentences, scorer)
+    def focused(self, marks: list[int]) -> TokenBatch:
+        """One example's tokens (B = 1) with the focus marks [T] a receiver made (latentwire.adapters.focus)."""
         focus = torch.zeros_like(self.mask)
         focus[0, :len(marks)] = torch.tensor(marks, dtype=focus.dtype)
         return TokenBatch(self.ids, self.mask, focus)
@@ -76,13 +73,9 @@ class TokenIdEncoder(Encoder):
         """[T, 1]: the shared ids spelling `text` exactly (as float32, exact below 2**24)."""
         return torch.tensor(self.wire.vocabulary.encode(text), dtype=torch.float32)[:, None]
 
-    def mark_focus(self, features: torch.Tensor, question: str) -> torch.Tensor:
-        """features [T, 1] -> [T, 2]: the ids and the focus marks a receiver makes from `question` (training
-        examples carry them so that a step can read at two resolutions; the packet never does)."""
-        from latentwire.adapters.focus import focus_marks
-
-        marks = focus_marks(question, features[:, 0].long().tolist(), self.wire.vocabulary, self.config.focus,
-                            self.config.focus_scorer)
+    def with_focus(self, features: torch.Tensor, marks: list[int]) -> torch.Tensor:
+        """features [T, 1] and focus marks [T] -> [T, 2] (training examples carry the marks a receiver would
+        make, so that a step can read at two resolutions; the packet never does)."""
         return torch.cat([features, torch.tensor(marks, dtype=features.dtype)[:, None]], dim=1)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> TokenBatch:

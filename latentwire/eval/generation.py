@@ -62,13 +62,16 @@ class Decoded:
 
 def latent_memory(prompts: list[PromptInput], width: int, device) -> torch.Tensor:
     """The latent each prompt's receiver features read: [B, M, d_model], or [B, 0, d_model] for prompts
-    without one (a text prompt, or the no-latent condition of the shuffled-latent test)."""
+    without one (a text prompt, or the no-latent condition of the shuffled-latent test). Latents of different
+    lengths (token readers, whose only feature, LoRA, reads no memory) are right-padded with zeros."""
     latents = [p.latent_embeds for p in prompts]
     if all(latent is None for latent in latents):
         return torch.zeros(len(prompts), 0, width, device=device)
     if any(latent is None for latent in latents):
         raise ValueError("a batch mixes prompts with and without a latent")
-    return torch.stack(latents).to(device)
+    longest = max(latent.shape[0] for latent in latents)
+    return torch.stack([torch.nn.functional.pad(latent, (0, 0, 0, longest - latent.shape[0]))
+                        for latent in latents]).to(device)
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ class MethodRun:
 
 def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManager:
     """Text and embedding methods run the receiver as the frozen model (LoRA and other features off)."""
-    if ctx.features is None or spec.uses_bits:
+    if ctx.features is None or spec.trained:
         return contextlib.nullcontext()
     return ctx.features.plain(ctx.receiver.name)
 
@@ -65,7 +65,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
     setting = {column: getattr(ctx, name) if spec.setting == name else None
                for name, column in SETTINGS.items()}
     label = f"{ctx.receiver.name}/{method}" + "".join(f"@{v}" for v in setting.values() if v is not None)
-    features = ctx.features if spec.uses_bits else None
+    features = ctx.features if spec.trained else None
     with _receiver_alone(ctx, spec):
         keys = [_memo_key(ctx, e, p, method, setting) for e, p in zip(examples, prompts)]
         memo = {} if memo is None else memo
@@ -80,7 +80,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
            "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
            **_receiver_ms(timed), **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
-    if spec.uses_bits and len(predictions) >= 2 and shuffle:
+    if spec.trained and len(predictions) >= 2 and shuffle:
         pad_id = ctx.builder.pad_id
         row.update(shuffle_test(ctx, prompts, gold_ids, [p["nll"] for p in predictions], batch_size, pad_id))
         if shuffled_f1:
@@ -169,7 +169,7 @@ def method_grid(config: Config) -> list[tuple[str, object]]:
     if wrong:
         raise ValueError(f"eval method(s) {wrong} do not run in eval.regime={config.eval.regime}")
     values = {"budget": config.eval.budgets, "bits": config.wire.eval_bits, "sentences": config.eval.sentences,
-              "rate": config.eval.rates}
+              "rate": config.eval.rates, "k": config.eval.ks}
     return [(m, value) for m in config.eval.methods
             for value in (values[METHODS[m].setting] if METHODS[m].setting else [None])]
 
@@ -180,7 +180,7 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     for spec in config.receivers:
         if spec.name not in receivers:
             receivers[spec.name] = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
-    if config.checkpoint or any(METHODS[m].uses_bits for m, _ in grid):
+    if config.checkpoint or any(METHODS[m].trained for m, _ in grid):
         return load_trained(config.checkpoint, receivers)
     return None
 

@@ -65,19 +65,40 @@ def _embed_adapter(example: QAExample, ctx: MethodContext) -> PromptInput:
 def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     if ctx.system is None:
         raise ValueError("eval method 'latent' needs a trained model: set checkpoint=<checkpoint dir>")
+    return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context, ctx.bits),
+                          lambda z: z)
+
+
+def _token_reader(method: str, focus: bool):
+    """A token reader's method: the lossless packet read ctx.k tokens a position, at two resolutions (the
+    receiver's focus sentences at k = 1) when `focus`."""
+    @torch.no_grad()
+    def build(example: QAExample, ctx: MethodContext) -> PromptInput:
+        if ctx.system is None or not ctx.system.encoder.carries_tokens:
+            raise ValueError(f"eval method {method!r} needs a token reader: checkpoint=<a run of "
+                             "encoder.kind=token_ids>")
+        return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context),
+                              lambda z: ctx.system.token_reading(z, example.question, focus))
+    return build
+
+
+def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], bytes],
+                   view: Callable[[object], object]) -> PromptInput:
+    """A trained model's prompt: `encode()` -> the packet (timed as the sender's work); the receiver decodes
+    it, `view`s what it decoded (a token reader: its focus) and reads it at ctx.k (timed as receive())."""
     started = time.perf_counter()
-    packet = ctx.system.encode(example.question, example.context, ctx.bits)
+    packet = encode()
     sender_seconds = time.perf_counter() - started
     text = ctx.system.text_after(example.question, example.context)       # the question, context-only mode
 
     def receive() -> tuple[PromptInput, torch.Tensor]:     # what the receiver does with the packet it holds
-        z = ctx.system.decode(packet)                                # [slots, d_z], or a TokenBatch of one
-        latent = ctx.system.receiver_embeds(ctx.receiver.name, ctx.system.as_batch(z)).to(ctx.receiver.device)
+        z = view(ctx.system.as_batch(ctx.system.decode(packet)))     # [1, slots, d_z], or a TokenBatch of one
+        latent = ctx.system.receiver_embeds(ctx.receiver.name, z, ctx.k or None).to(ctx.receiver.device)
         return latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else []), z
     prompt, z = receive()
     content = format_content(example.question, example.context)
     raw, packed = message_text_bytes(example.question, example.context)
-    latent = None if ctx.system.encoder.carries_tokens else z.cpu()      # token packets: no continuous latent
+    latent = None if ctx.system.encoder.carries_tokens else z[0].cpu()   # token packets: no continuous latent
     return replace(prompt, content=content, latent=latent, wire_bytes=len(packet) + len(text.encode("utf-8")),
                    content_tokens=len(ctx.builder.encode(content)) - len(prompt.after_ids), text_bytes=raw,
                    text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0])
@@ -90,16 +111,17 @@ def latent_prompt(ctx: MethodContext, latent_embeds: torch.Tensor, after_ids: li
                        after_ids=after_ids)
 
 
-SETTINGS = {"budget": "M", "bits": "bits", "sentences": "sentences", "rate": "rate"}
+SETTINGS = {"budget": "M", "bits": "bits", "sentences": "sentences", "rate": "rate", "k": "k"}
 """A method's setting -> the metrics row column that holds its value (the config lists them: eval.budgets,
-wire.eval_bits, eval.sentences, eval.rates)."""
+wire.eval_bits, eval.sentences, eval.rates, eval.ks)."""
 
 
 @dataclass(frozen=True)
 class Method:
     """A named way of prompting. A method with a `setting` runs once per value of that setting's config list;
     `regimes` are the ones it runs in (latentwire.config.REGIMES); `coding` is the wire coding its
-    wire_bytes counts (text methods: utf8, lm_coded: lm, latents: their packet)."""
+    wire_bytes counts (text methods: utf8, lm_coded: lm, latents: their packet); a `trained` method reads
+    through the trained model (its receiver features on, the shuffled-latent controls run)."""
 
     name: str
     build: Callable[[QAExample, MethodContext], PromptInput]
@@ -107,14 +129,7 @@ class Method:
     description: str = ""
     coding: str = "utf8"
     regimes: tuple[str, ...] = REGIMES
-
-    @property
-    def uses_budget(self) -> bool:
-        return self.setting == "budget"
-
-    @property
-    def uses_bits(self) -> bool:
-        return self.setting == "bits"
+    trained: bool = False
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -141,8 +156,14 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("embed_adapter", _embed_adapter,
            description="content embeddings through the adapter's per-example RMS calibration, assembled "
                        "exactly as a latent is (prefix + slots + anchor)"),
-    Method("latent", _latent, "bits", coding="packet",
+    Method("latent", _latent, "bits", coding="packet", trained=True,
            description="the trained latent, sent as a packet at each wire.eval_bits, through the adapter"),
+    Method("latent_k", _token_reader("latent_k", False), "k", coding="packet", trained=True,
+           description="a token reader's lossless packet (every context token, entropy-coded), read k tokens "
+                       "a position at each eval.ks"),
+    Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True,
+           description="the same packet at two resolutions: the sentences the receiver picks for the question "
+                       "(encoder.focus, at least one) a token a position, the rest k a position"),
 ]}
 
 __all__ = ["METHODS", "SETTINGS", "Method", "MethodContext", "PromptInput"]

@@ -34,8 +34,9 @@ class Point:
 
 
 def setting_label(row: dict) -> str:
-    """The row's setting as text: M=.., sentences=.., rate=.. or ..bit ("" when it has none)."""
-    for key, text in (("M", "M={}"), ("sentences", "sentences={}"), ("rate", "rate={}"), ("bits", "{}bit")):
+    """The row's setting as text: M=.., sentences=.., rate=.., k=.. or ..bit ("" when it has none)."""
+    for key, text in (("M", "M={}"), ("sentences", "sentences={}"), ("rate", "rate={}"), ("k", "k={}"),
+                      ("bits", "{}bit")):
         if row.get(key) is not None:
             return text.format(row[key])
     return ""

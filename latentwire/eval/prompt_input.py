@@ -68,6 +68,7 @@ class MethodContext:
     regime: str = "question_aware"   # latentwire.config.REGIMES
     sender: Receiver | None = None   # the sender's model (LLMLingua's scorer, the lm coder): the first receiver
     peers: dict = field(default_factory=dict)   # resources built once per run (scorers, compressors, coders)
+    k: int = 0                       # latent_k / latent_focus: tokens a receiver position reads
 
     @property
     def features(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from latentwire.eval.schema import upgrade_row
 
 COLUMNS = [("receiver", "receiver", "{}"), ("method", "method", "{}"), ("M", "M", "{}"), ("bits", "bits", "{}"),
-           ("sentences", "sent.", "{}"), ("rate", "rate", "{}"), ("n", "n", "{}"),
+           ("sentences", "sent.", "{}"), ("rate", "rate", "{}"), ("k", "k", "{}"), ("n", "n", "{}"),
            ("em", "EM", "{:.3f}"), ("f1", "F1", "{:.3f}"), ("firsttok1", "FirstTok@1", "{:.3f}"),
            ("firsttok5", "FirstTok@5", "{:.3f}"), ("nll", "NLL/tok", "{:.2f}"),
            ("prompt_tokens", "prompt tok", "{:.1f}"), ("bytes_utf8", "bytes", "{:.0f}"),

@@ -45,9 +45,9 @@ def with_defaults(config: dict) -> dict:
 
 
 def row_key(record: dict) -> tuple:
-    """(receiver, method, M, bits, sentences, rate): which row a metrics row or a prediction belongs to."""
+    """(receiver, method, M, bits, sentences, rate, k): which row a metrics row or a prediction belongs to."""
     return (record["receiver"], record["method"], record["M"], record.get("bits"), record.get("sentences"),
-            record.get("rate"))
+            record.get("rate"), record.get("k"))
 
 
 def _read_config(path: Path) -> dict | None:

@@ -18,9 +18,10 @@ COST_KEYS = ("prompt_tokens", "bytes_utf8", "bytes_zstd", "sec_per_example")
 bytes of the text the method sends, and zstd-19 of them; called text_bytes / text_bytes_zstd before) and
 sec_per_example (prefill + generation seconds, batched)."""
 
-SETTING_KEYS = ("bits", "sentences", "rate", "regime")
+SETTING_KEYS = ("bits", "sentences", "rate", "k", "regime")
 """A method's setting beside M (None where it has none): bits (latent), sentences (select_*), rate (the rate
-asked of llmlingua), and the regime the row ran in (question_aware or context_only)."""
+asked of llmlingua), k (tokens a position, latent_k / latent_focus), and the regime the row ran in
+(question_aware or context_only)."""
 
 WIRE_CODING_KEYS = ("bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_lm")
 """Mean bytes of a text method's message in each wire coding (latentwire.wire.codings; bytes_lm on lm_coded
