@@ -3,6 +3,9 @@
     python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default   # 500 questions, both receivers
     python bench/pareto.py --n 20 --timing-n 5 --methods text no_context   # a small run
     python bench/pareto.py --report                                  # table, JSON and plots from what has run
+    python bench/pareto.py --config configs/token_reader.yaml --checkpoint runs/token_reader \
+        --latent latent_k latent_focus latent_selected --methods text --runs runs/bench-pareto-token_reader
+    python bench/pareto.py --report --latent-runs runs/bench-pareto-token_reader   # its rows among the peers
 
 Both regimes: question_aware (the sender sees the question) and context_only (it never does; the receiver,
 which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
@@ -10,7 +13,9 @@ Each regime is one `latentwire eval` run into runs/bench-pareto/<regime>/ (resum
 continues with the rows not done, and the per-example sender work, lm coding and LLMLingua's pruning, is
 kept in runs/bench-pareto/sender_cache.jsonl); prompts that are the same in both regimes are answered once (the
 harness's memo) and only costed and timed again. receiver_ms is timed at batch 1 on the first --timing-n
-questions. Rows to bench/results/pareto.json with the front (latentwire.eval.pareto) marked;
+questions. A later checkpoint's latents run in a root of their own beside `text` (answers memoised, so only
+timed again: the receiver_ms reference of that run) and join the peers' rows in the report. Rows to
+bench/results/pareto.json with the front (latentwire.eval.pareto) marked;
 bench/results/f1_vs_bytes.png and f1_vs_time.png draw it, one panel per receiver and regime.
 """
 from __future__ import annotations
@@ -35,10 +40,12 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
     from latentwire.eval.harness import evaluate
     from latentwire.eval.methods import METHODS as REGISTRY
 
-    methods = (["latent"] if args.checkpoint else []) + [m for m in args.methods if regime in REGISTRY[m].regimes]
+    latents = [m for m in args.latent if regime in REGISTRY[m].regimes] if args.checkpoint else []
+    methods = latents + [m for m in args.methods if regime in REGISTRY[m].regimes]
     overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", f"eval.regime={regime}",
                  f"eval.budgets=[{','.join(map(str, args.budgets))}]", f"eval.timing_n={args.timing_n}",
-                 f"eval.rates=[{','.join(map(str, args.rates))}]", "eval.joint=false", "eval.shuffled_f1=false",
+                 f"eval.rates=[{','.join(map(str, args.rates))}]", "eval.joint=false",
+                 f"eval.shuffled_f1={str(args.shuffled_f1).lower()}", f"eval.ks=[{','.join(map(str, args.ks))}]",
                  "eval.shuffle_test=false",
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
@@ -46,14 +53,18 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
 
 
-def collect(runs: Path) -> list[dict]:
-    """The rows of every regime's run folder (finished or not)."""
-    rows = []
-    for regime in REGIMES:
-        path = runs / regime / "rows.jsonl"
-        if path.is_file():
-            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["method"] not in ("latent_oracle", "latent_joint")]
+def collect(runs: Path, latent_runs: list[Path] = ()) -> list[dict]:
+    """The rows of every regime's run folder (finished or not), plus the trained rows (latent*) of the run
+    roots `latent_runs` (another checkpoint's latents, run beside the peers with --runs <its root>)."""
+    def rows_of(root: Path) -> list[dict]:
+        rows = []
+        for regime in REGIMES:
+            path = root / regime / "rows.jsonl"
+            if path.is_file():
+                rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [r for r in rows if r["method"] not in ("latent_oracle", "latent_joint")]
+    extra = [r for root in latent_runs for r in rows_of(Path(root)) if r["method"].startswith("latent")]
+    return rows_of(runs) + extra
 
 
 def report(rows: list[dict], results: Path) -> None:
@@ -89,12 +100,18 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a trained latent (context-only) to place among the peers")
     parser.add_argument("--config", help="a recipe YAML the evaluation starts from (e.g. the checkpoint's)")
     parser.add_argument("--bits", type=int, default=4, help="the latent's wire bits")
+    parser.add_argument("--latent", nargs="+", default=["latent"],
+                        help="the checkpoint's methods (a token reader: latent_k latent_focus latent_selected)")
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 3, 4], help="a token reader's k values")
+    parser.add_argument("--shuffled-f1", action="store_true", help="the shuffled-packet F1 in latent rows")
     parser.add_argument("--receivers", help="receivers= override (default: both)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
     parser.add_argument("--runs", default=str(RUNS), help="run folders (one per regime)")
     parser.add_argument("--results", default=str(RESULTS), help="where pareto.json and the plots go")
+    parser.add_argument("--latent-runs", nargs="*", default=[],
+                        help="--report: run roots whose latent rows join the peers' (another checkpoint's)")
     args = parser.parse_args()
     if not args.report:
         from latentwire.eval.harness import memo_from_predictions
@@ -102,12 +119,13 @@ def main() -> None:
 
         receivers, memo = {}, {}
         peers = SenderCache(Path(args.runs) / "sender_cache.jsonl")   # lm coding, LLMLingua: done once
-        for regime in REGIMES:     # answers already given in either regime's folder (a resumed run)
-            memo.update(memo_from_predictions(Path(args.runs) / regime / "predictions.jsonl"))
-            memo.update(memo_from_predictions(Path(args.runs) / regime / ".pending" / "predictions.jsonl"))
+        for root in dict.fromkeys([Path(args.runs), RUNS]):   # answers given in either regime's folder of this
+            for regime in REGIMES:                            # root (a resumed run) or of the peers' root
+                memo.update(memo_from_predictions(root / regime / "predictions.jsonl"))
+                memo.update(memo_from_predictions(root / regime / ".pending" / "predictions.jsonl"))
         for regime in args.regimes:
             run_regime(regime, args, receivers, memo, peers)
-    report(collect(Path(args.runs)), Path(args.results))
+    report(collect(Path(args.runs), args.latent_runs), Path(args.results))
 
 
 if __name__ == "__main__":

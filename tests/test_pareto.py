@@ -50,3 +50,21 @@ def test_relative_to_text():
     rows = relative_to_text([dict(TEXT), dict(CUT), dict(_row("text", 0.5, regime="context_only")),
                              dict(_row("latent", 0.25, regime="context_only"))])
     assert rows[1]["f1_rel_text"] == pytest.approx(0.2 / 0.6) and rows[3]["f1_rel_text"] == pytest.approx(0.5)
+
+
+def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    for root, rows in (("peers", [TEXT, CUT, LATENT]), ("reader", [dict(TEXT, f1=0.61), _row("latent_k", 0.5, k=2, wire_bytes=300)])):
+        (tmp_path / root / "question_aware").mkdir(parents=True)
+        (tmp_path / root / "question_aware" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = driver.collect(tmp_path / "peers", [tmp_path / "reader"])
+    assert [(r["method"], r["f1"]) for r in rows] == [("text", 0.6), ("context_budget", 0.2), ("latent", 0.25),
+                                                      ("latent_k", 0.5)]
+    points = pareto_points(rows)
+    assert any(p["label"].startswith("latent_k k=2") for p in points)

@@ -146,5 +146,9 @@ def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
     tokens = {key: row["prompt_tokens"] for key, row in rows.items()}
     assert tokens["latent_k", 3] < tokens["latent_focus", 3] < tokens["latent_k", 1]
     assert rows["latent_k", 1]["wire_bytes"] == rows["latent_k", 3]["wire_bytes"]    # one packet for every k
+    ctx = MethodContext(pair["a"], builder, system=system, regime="question_aware", k=1)
+    selected = run_method(ctx, examples, "latent_selected", 2, 2, progress=False, shuffle=False).row
+    assert selected["wire_bytes"] < rows["latent_k", 1]["wire_bytes"]          # only the chosen sentence crosses
+    assert selected["prompt_tokens"] < rows["latent_k", 1]["prompt_tokens"]
     with pytest.raises(ValueError, match="needs a token reader"):
         run_method(MethodContext(pair["a"], builder, k=2), examples, "latent_k", 2, 2, progress=False)

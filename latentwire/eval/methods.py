@@ -19,6 +19,7 @@ from latentwire.eval import peer_methods
 from latentwire.eval.peer_methods import message_text_bytes, text_prompt
 from latentwire.config import REGIMES
 from latentwire.eval.prompt_input import MethodContext, PromptInput
+from latentwire.eval.sentences import SCORERS, select_sentences
 from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
 from latentwire.prompt import format_content
 
@@ -80,6 +81,20 @@ def _token_reader(method: str, focus: bool):
         return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context),
                               lambda z: ctx.system.token_reading(z, example.question, focus))
     return build
+
+
+@torch.no_grad()
+def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
+    """Question-aware token packets: the sender keeps the encoder.focus sentences (at least one) that
+    encoder.focus_scorer ranks highest for the question and sends only their tokens, read at ctx.k."""
+    if ctx.system is None or not ctx.system.encoder.carries_tokens:
+        raise ValueError("eval method 'latent_selected' needs a token reader: checkpoint=<a run of "
+                         "encoder.kind=token_ids>")
+    e = ctx.system.config.encoder
+    scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
+    chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
+    return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()),
+                          lambda z: z.uniform())
 
 
 def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], bytes],
@@ -164,6 +179,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True,
            description="the same packet at two resolutions: the sentences the receiver picks for the question "
                        "(encoder.focus, at least one) a token a position, the rest k a position"),
+    Method("latent_selected", _latent_selected, "k", coding="packet", trained=True, regimes=("question_aware",),
+           description="question-aware token packet: only the sentences the sender picks for the question "
+                       "(encoder.focus, at least one), read k tokens a position"),
 ]}
 
 __all__ = ["METHODS", "SETTINGS", "Method", "MethodContext", "PromptInput"]
