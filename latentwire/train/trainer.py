@@ -189,6 +189,11 @@ def reading_k(ks: list[int], seed: int, step: int) -> int:
     return ks[0] if len(ks) == 1 else random.Random(seed * 104_729 + step).choice(ks)
 
 
+def _reading(model) -> dict:
+    """How a token reader read this step's packets ({"k", "focus"}; {} for other encoders)."""
+    return {"k": model.k, "focus": model.focus} if model.encoder.carries_tokens else {}
+
+
 def reading_focus(share: float, seed: int, step: int) -> bool:
     """Whether step `step` reads token packets at two resolutions: true on a `share` of the steps, a function
     of (seed, step) as reading_k is."""
@@ -205,7 +210,8 @@ def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[Trai
         group["lr"] = learning_rate(step, config)
     model = getattr(system, "module", system)
     model.k = reading_k(config.encoder.ks, t.seed, step)
-    model.focus = reading_focus(config.encoder.focus_share if config.encoder.focus else 0.0, t.seed, step)
+    model.focus = model.k > 1 and reading_focus(config.encoder.focus_share if config.encoder.focus else 0.0, t.seed,
+                                                step)          # (at k = 1 both readings are the same)
     parts: dict[str, float] = {}
     total = 0.0
     for micro in range(t.grad_accum):
@@ -281,7 +287,7 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
         if main and (step % t.log_every == 0 or step == t.steps):
             _append(out / "log.jsonl", {"step": step, "loss": total, "lr": learning_rate(step - 1, config),
                                         "grad_norm": norm, "bad_steps": bad_steps,
-                                        "sec_per_step": time.perf_counter() - started, **parts,
+                                        "sec_per_step": time.perf_counter() - started, **_reading(model), **parts,
                                         **_shuffle_test(model, items, step, config)})
             bar.set_postfix(loss=f"{total:.3f}")
         if main and (step % t.save_every == 0 or step == t.steps):
