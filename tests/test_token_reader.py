@@ -105,7 +105,7 @@ def test_two_resolution_steps_train_and_the_receiver_marks_the_same_tokens(tmp_p
     for focus in (False, True):
         system.focus = focus
         z = system.latent([i.features for i in items])
-        embeds, mask = system.receiver_inputs("a", z if focus else z.uniform())
+        _, mask = system.receiver_inputs("a", z if focus else z.uniform())
         positions[focus] = mask.sum().item()
         system.zero_grad()
         loss, _ = batch_loss(system, items, config.loss)
@@ -152,3 +152,25 @@ def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
     assert selected["prompt_tokens"] < rows["latent_k", 1]["prompt_tokens"]
     with pytest.raises(ValueError, match="needs a token reader"):
         run_method(MethodContext(pair["a"], builder, k=2), examples, "latent_k", 2, 2, progress=False)
+
+
+def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("reader_curve", Path(__file__).parents[1] / "bench" / "reader_curve.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    for step in (50, 100, 150):
+        (tmp_path / "run" / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
+    assert [s for s, _ in driver.checkpoints(tmp_path / "run", 100)] == [100, 150]
+    row = {"receiver": "a", "method": "latent_k", "k": 2, "n": 4, "f1": 0.1, "em": 0.0, "M": None}
+    for folder, f1 in (("step-000100", 0.1), ("step-000150", 0.2), ("text", 0.3)):
+        (tmp_path / "curve" / folder).mkdir(parents=True)
+        record = dict(row, f1=f1, method="text" if folder == "text" else "latent_k")
+        (tmp_path / "curve" / folder / "rows.jsonl").write_text(json.dumps(record) + "\n")
+    rows = driver.collect(tmp_path / "curve")
+    assert sorted((r["step"] or 0, r["f1"]) for r in rows) == [(0, 0.3), (100, 0.1), (150, 0.2)]
+    driver.report(rows, tmp_path / "results")
+    assert (tmp_path / "results" / "reader_curve.png").stat().st_size > 0
+    assert len(json.loads((tmp_path / "results" / "reader_curve.json").read_text())["rows"]) == 3

@@ -7,14 +7,14 @@ itself: nothing about the focus crosses the wire. Training marks the same tokens
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
+from functools import cache
 
 from latentwire.eval.sentences import SCORERS, split_sentences
 from latentwire.wire.shared_vocab import SharedVocabulary
 
 
-@lru_cache(maxsize=None)
+@cache
 def focus_scorer(name: str) -> Callable[[str, list[str]], list[float]]:
     """The sentence scorer `name` of latentwire.eval.sentences.SCORERS, built once per process."""
     if name not in SCORERS:

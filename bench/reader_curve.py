@@ -1,0 +1,114 @@
+"""Validation F1 of a token reader against its training steps (issue 18): every saved checkpoint of a run,
+read at each k uniformly and at two resolutions, on the first --n validation questions, context-only.
+
+    python bench/reader_curve.py --run runs/token_reader --config configs/token_reader.yaml --n 100 --every 100
+    python bench/reader_curve.py --report          # table, JSON and plot from what has run
+
+Each checkpoint is one `latentwire eval` run into runs/reader-curve/step-<N>/ (resumable: a killed run
+continues with the checkpoints and rows not done); `text` is evaluated once beside them as the reference.
+Rows to bench/results/reader_curve.json, the plot to bench/results/reader_curve.png (F1 against step, one
+panel per receiver, a line per method and k, text dashed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RUNS = HERE.parent / "runs" / "reader-curve"
+RESULTS = HERE / "results"
+COLUMNS = ["receiver", "step", "method", "k", "n", "f1", "em", "firsttok1", "nll", "prompt_tokens", "wire_bytes"]
+
+
+def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
+    """(step, dir) of the run's saved checkpoints whose step is a multiple of `every` (and the newest)."""
+    found = sorted((int(m.group(1)), p) for p in (run / "checkpoints").glob("step-*")
+                   if (m := re.fullmatch(r"step-(\d+)", p.name)))
+    return [(s, p) for i, (s, p) in enumerate(found) if s % every == 0 or i == len(found) - 1]
+
+
+def evaluate_step(args, step: int, checkpoint: Path | None, methods: list[str], receivers: dict) -> None:
+    """One evaluation of `methods` at `checkpoint` (None: the reference, text alone) into its run folder."""
+    from latentwire.config import load_config
+    from latentwire.eval.harness import evaluate
+
+    overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", "eval.regime=context_only",
+                 f"eval.ks=[{','.join(map(str, args.ks))}]", "eval.joint=false", "eval.shuffle_test=false",
+                 "eval.shuffled_f1=false", f"checkpoint={checkpoint or ''}",
+                 f"eval.out_dir={Path(args.runs) / (f'step-{step:06d}' if checkpoint else 'text')}"]
+    evaluate(load_config(args.config, overrides), receivers=receivers, progress=True)
+
+
+def report(rows: list[dict], results: Path) -> None:
+    """Write <results>/reader_curve.json and reader_curve.png; print the table."""
+    from latentwire.eval.report import plain_table
+    from latentwire.precision import cpu_info
+
+    model, flags = cpu_info()
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "reader_curve.json").write_text(json.dumps(
+        {"machine": {"cpu": model, "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})}, "rows": rows},
+        indent=2) + "\n")
+    print(plain_table(sorted(rows, key=lambda r: (r["receiver"], r["step"] or 0, r["method"], r.get("k") or 0)),
+                      COLUMNS))
+    plot(rows, results / "reader_curve.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """F1 against step, one panel per receiver; a line per (method, k), text as a dashed level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    receivers = sorted({r["receiver"] for r in rows})
+    figure, axes = plt.subplots(1, len(receivers), figsize=(6 * len(receivers), 4), squeeze=False)
+    for axis, receiver in zip(axes[0], receivers):
+        mine = [r for r in rows if r["receiver"] == receiver]
+        for key in sorted({(r["method"], r.get("k")) for r in mine if r["step"] is not None}, key=str):
+            line = sorted((r for r in mine if (r["method"], r.get("k")) == key and r["step"] is not None),
+                          key=lambda r: r["step"])
+            axis.plot([r["step"] for r in line], [r["f1"] for r in line], marker="o", label=f"{key[0]} k={key[1]}")
+        for r in (r for r in mine if r["method"] == "text"):
+            axis.axhline(r["f1"], color="black", linestyle="--", linewidth=1, label="text")
+        axis.set(title=receiver, xlabel="training step", ylabel=f"F1 (validation, n={mine[0]['n']})")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def collect(runs: Path) -> list[dict]:
+    """Every row the curve's run folders hold (finished or not)."""
+    rows = []
+    for path in sorted(runs.glob("*/rows.jsonl")):
+        step = int(path.parent.name.split("-")[1]) if path.parent.name.startswith("step-") else None
+        rows += [{**json.loads(line), "step": step} for line in path.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/token_reader", help="the training run (its checkpoints/)")
+    parser.add_argument("--config", default="configs/token_reader.yaml")
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--every", type=int, default=100, help="evaluate the checkpoints at multiples of this step")
+    parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--methods", nargs="+", default=["latent_k", "latent_focus"])
+    parser.add_argument("--runs", default=str(RUNS))
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
+    args = parser.parse_args()
+    if not args.report:
+        receivers: dict = {}
+        evaluate_step(args, 0, None, ["text"], receivers)
+        for step, path in checkpoints(Path(args.run), args.every):
+            evaluate_step(args, step, path, args.methods, receivers)
+    report(collect(Path(args.runs)), Path(args.results))
+
+
+if __name__ == "__main__":
+    main()
