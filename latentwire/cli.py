@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 EPILOG = """Overrides use dotted names, e.g. data.n=50 eval.methods=[text,embed_raw] eval.budgets=[32]
 receivers=smollm2-135m,qwen2.5-coder-0.5b (an offline name, a Hugging Face id or a local directory)."""
@@ -92,8 +93,6 @@ def _key(args: argparse.Namespace) -> bytes | None:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from latentwire.service.commands import encode_rows
     from latentwire.service.jsonl import open_input, read_rows, write_row
 
@@ -105,8 +104,6 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _answer(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from latentwire.service.commands import answer_rows, read_questions
     from latentwire.service.jsonl import open_input, read_rows, write_row
 
@@ -164,6 +161,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_state(args) -> int:
+    from latentwire.train.checkpoint import export_state
+
+    target = export_state(Path(args.checkpoint), Path(args.out))
+    size = sum(p.stat().st_size for p in target.iterdir())
+    print(f"latentwire export-state: {target} ({size / 1e6:.1f} MB); continue with "
+          f"`latentwire train --config <its recipe> train.continue_from={target}`", file=sys.stderr)
+    return 0
+
+
 def _config_args(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--config", help="YAML file overriding the defaults")
     sub.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -208,6 +215,11 @@ def _wire_parsers(commands) -> None:
     sub.add_argument("--key-file", default="", help="shared key of packet authentication (HMAC-SHA256)")
     _config_args(sub)
     sub.set_defaults(handler=_serve)
+    sub = commands.add_parser("export-state", help="a training checkpoint's weights (bfloat16) and step, a few MB, "
+                                                   "to continue from elsewhere with train.continue_from")
+    sub.add_argument("checkpoint", help="checkpoint directory or training out_dir (its newest checkpoint)")
+    sub.add_argument("out", help="directory to write (replaced atomically)")
+    sub.set_defaults(handler=_export_state)
 
 
 def main(argv: list[str] | None = None) -> int:

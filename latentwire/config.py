@@ -252,6 +252,9 @@ class TrainConfig:
     """Parameter name prefixes kept frozen, e.g. [encoder, adapters] to train only receiver features."""
     init_from: str = ""
     """A checkpoint (or run dir) whose weights start this run, e.g. a reconstruction pretraining stage."""
+    continue_from: str = ""
+    """A state written by `latentwire export-state` (weights and step): a run with no checkpoint in out_dir
+    continues from its step with its weights (the optimizer's moments start again), e.g. on a fresh machine."""
 
 
 @dataclass
@@ -487,6 +490,9 @@ def value_problems(config: Config) -> list[str]:
     if config.train.mixed_precision not in MIXED_PRECISION:
         problems.append(f"train.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                         f"got {config.train.mixed_precision!r}")
+    if config.train.init_from and config.train.continue_from:
+        problems.append("train.init_from and train.continue_from exclude each other (a new stage, or a run "
+                        "continued)")
     return problems + _receiver_problems(config.receivers)
 
 

@@ -174,3 +174,20 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     driver.report(rows, tmp_path / "results")
     assert (tmp_path / "results" / "reader_curve.png").stat().st_size > 0
     assert len(json.loads((tmp_path / "results" / "reader_curve.json").read_text())["rows"]) == 3
+
+
+def test_an_exported_state_continues_the_run_on_a_fresh_out_dir(tmp_path, pair, table):
+    from latentwire.cli import main
+    from latentwire.train.checkpoint import read_json, read_tensors
+
+    first = train(_config(tmp_path / "a", table, "train.steps=2"), progress=False, receivers=pair)
+    assert main(["export-state", str(first), str(tmp_path / "state")]) == 0
+    assert all(v.dtype == torch.bfloat16 for v in read_tensors(tmp_path / "state" / "model.safetensors").values()
+               if v.is_floating_point())
+    config = _config(tmp_path / "b", table, "train.steps=3", f"train.continue_from={tmp_path / 'state'}")
+    continued = train(config, progress=False, receivers=pair)
+    log = [json.loads(line) for line in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [3] and read_json(continued / "state.json")["step"] == 3
+    with pytest.raises(ConfigError, match="exclude each other"):
+        _config(tmp_path, table, "train.init_from=x", "train.continue_from=y")
+    assert main(["export-state", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2

@@ -122,3 +122,21 @@ def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, param_groups:
         optimizer.load_state_dict({"state": state, "param_groups": param_groups})
     except (ValueError, KeyError) as error:
         raise CheckpointError(f"optimizer state in {folder} does not fit: {error}") from None
+
+
+def export_state(checkpoint: Path, target: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """A compact copy of training checkpoint `checkpoint` to continue from on another machine
+    (train.continue_from): its weights in `dtype` without the optimizer state, state.json (step, bad steps)
+    and config.json, written atomically into `target`; returns it."""
+    source = resolve_checkpoint(checkpoint)
+    state = read_json(source / "state.json")
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v
+               for k, v in read_tensors(source / "model.safetensors").items()}
+    with atomic_directory(Path(target)) as staging:
+        save_file(tensors, str(staging / "model.safetensors"))
+        (staging / "state.json").write_text(json.dumps(
+            {"step": state["step"], "bad_steps": state.get("bad_steps", 0), "exported_from": str(source),
+             "dtype": str(dtype).removeprefix("torch.")}, indent=2))
+        shutil.copyfile(source / "config.json", staging / "config.json")
+    return Path(target)
+

@@ -160,9 +160,14 @@ def make_optimizer(system: LatentWire, config: Config) -> torch.optim.Optimizer:
 
 
 def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Path, config: Config) -> tuple[int, int]:
-    """(step, bad steps) to go on from: the newest checkpoint in `out` (weights and optimizer state), else
-    step 0 from train.init_from's weights (a pretraining stage) or from the initialisation."""
+    """(step, bad steps) to go on from: the newest checkpoint in `out` (weights and optimizer state), else the
+    step and weights of train.continue_from (an exported state), else step 0 from train.init_from's weights
+    (a pretraining stage) or from the initialisation."""
     resume = latest_checkpoint(out)
+    if resume is None and config.train.continue_from:           # an exported state: weights and step
+        state = read_json(resolve_checkpoint(config.train.continue_from) / "state.json")
+        load_model_weights(system, resolve_checkpoint(config.train.continue_from))
+        return state["step"], state.get("bad_steps", 0)
     if resume is None:
         if config.train.init_from:
             load_model_weights(system, resolve_checkpoint(config.train.init_from))
