@@ -120,6 +120,16 @@ def test_two_resolution_steps_train_and_the_receiver_marks_the_same_tokens(tmp_p
     assert isinstance(system.answer(packet, "a", example.question, max_new_tokens=2), str)
 
 
+def test_the_items_cache_knows_the_focus(tmp_path, table):
+    from latentwire.train.features import items_key
+
+    uniform = items_key(_config(tmp_path, table).to_dict())
+    assert items_key(_config(tmp_path, table, "encoder.focus_share=0.2").to_dict()) == uniform
+    focused = items_key(_config(tmp_path, table, "encoder.focus=1").to_dict())
+    assert focused != uniform != items_key(_config(tmp_path, table, "encoder.focus=2").to_dict())
+    assert items_key(_config(tmp_path, table, "encoder.focus=1", "encoder.focus_scorer=minilm").to_dict()) != focused
+
+
 def test_focus_steps_are_drawn_per_step_reproducibly():
     from latentwire.train.trainer import reading_focus
 

@@ -142,6 +142,8 @@ def items_key(config_dict: dict) -> str:
     relevant["precision"] = config_dict.get("resolved_dtype", "")   # teacher logits and source features
     relevant["encoder"] = {k: config_dict["encoder"].get(k) for k in ("kind", "max_input", "source_model",
                                                                        "source_layer", "input")}
+    if config_dict["encoder"].get("focus"):                     # token readers: the focus marks ride along
+        relevant["encoder"] |= {k: config_dict["encoder"][k] for k in ("focus", "focus_scorer")}
     relevant["objective"] = {k: config_dict["loss"].get(k) for k in ("objective", "span_tokens")}
     relevant["data"] = {k: config_dict["data"][k] for k in ("source", "path", "max_context_chars")}
     relevant["loss"] = {k: config_dict["loss"].get(k) for k in ("K", "kd_top_k", "answer_end")} | {
