@@ -265,7 +265,7 @@ def test_context_only_packets_ignore_the_question_and_count_its_bytes(tmp_path, 
     rows = evaluate(config, progress=False, receivers=dict(pair))
     examples, _ = load_examples("squad", n=3, seed=0, split="validation")
     packet = len(system.encode(examples[0].question, examples[0].context))
-    expected = sum(packet + len(f"\nQuestion: {e.question}".encode()) for e in examples) / len(examples)
+    expected = sum(packet + len(e.question.encode()) for e in examples) / len(examples)
     latent_rows = [r for r in rows if r["method"] == "latent"]
     assert latent_rows and all(r["wire_bytes"] == pytest.approx(expected) for r in latent_rows)
     records = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]

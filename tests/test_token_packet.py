@@ -123,3 +123,13 @@ def test_inspect_reads_a_version_2_header(wire, packet, tmp_path, capsys):
     path.write_bytes(packet[:-1] + bytes([packet[-1] ^ 1]))
     assert main(["inspect", str(path)]) == 2
     assert json.loads(capsys.readouterr().out)["crc"] == "mismatch"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40))
+def test_bare_question_messages_round_trip_and_random_ones_never_crash(wire, data):
+    assert wire.read_message(wire.message("Who wrote it, and when?")) == "Who wrote it, and when?"
+    try:
+        assert isinstance(wire.read_message(data), str)
+    except PacketError as error:
+        assert "\n" not in str(error)

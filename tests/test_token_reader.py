@@ -156,6 +156,11 @@ def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
     tokens = {key: row["prompt_tokens"] for key, row in rows.items()}
     assert tokens["latent_k", 3] < tokens["latent_focus", 3] < tokens["latent_k", 1]
     assert rows["latent_k", 1]["wire_bytes"] == rows["latent_k", 3]["wire_bytes"]    # one packet for every k
+    wire = system.encoder.wire
+    question = sum(len(wire.message(e.question)) for e in examples) / 3
+    packets = sum(len(system.encode("", e.context)) for e in examples) / 3
+    assert rows["latent_k", 1]["wire_bytes_coded_question"] == pytest.approx(packets + question)
+    assert wire.read_message(wire.message(examples[0].question)) == examples[0].question
     ctx = MethodContext(pair["a"], builder, system=system, regime="question_aware", k=1)
     selected = run_method(ctx, examples, "latent_selected", 2, 2, progress=False, shuffle=False).row
     assert selected["wire_bytes"] < rows["latent_k", 1]["wire_bytes"]          # only the chosen sentence crosses

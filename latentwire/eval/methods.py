@@ -114,7 +114,11 @@ def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], 
     content = format_content(example.question, example.context)
     raw, packed = message_text_bytes(example.question, example.context)
     latent = None if ctx.system.encoder.carries_tokens else z[0].cpu()   # token packets: no continuous latent
-    return replace(prompt, content=content, latent=latent, wire_bytes=len(packet) + len(text.encode("utf-8")),
+    question = example.question if text else ""   # context-only: the question crosses (the template does not)
+    tokens = ctx.system.encoder.carries_tokens
+    coded = len(packet) + len(ctx.system.encoder.wire.message(question)) if question and tokens else None
+    return replace(prompt, content=content, latent=latent, wire_bytes=len(packet) + len(question.encode("utf-8")),
+                   wire_bytes_coded_question=coded,
                    content_tokens=len(ctx.builder.encode(content)) - len(prompt.after_ids), text_bytes=raw,
                    text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0])
 

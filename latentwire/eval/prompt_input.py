@@ -39,6 +39,7 @@ class PromptInput:
     text_bytes_zstd: int = 0         # the same, zstd level 19
     message: Message | None = None   # what a text method sends (its byte columns are codings of it)
     wire_bytes: int | None = None    # bytes of the packet actually sent (latent methods)
+    wire_bytes_coded_question: int | None = None  # token packets, context-only: the question coded as well
     latent: torch.Tensor | None = None  # the decoded latent [slots, d_z] (latent methods; diagnostics)
     content_tokens: int = 0          # receiver tokens of the content a latent replaces (latent methods)
     latent_embeds: torch.Tensor | None = None  # the adapter's output [M_r, d] (what receiver features read)

@@ -62,7 +62,8 @@ def message_costs(prompt: PromptInput, codings: dict[str, Coding]) -> dict:
 
 def cost_columns(records: list[dict], prompts: list[PromptInput], coding: str) -> dict:
     """Row columns: mean bytes_<coding> and median decode_ms_<coding> for every coding the records have,
-    wire_bytes (in the method's own `coding`), reference_bytes (the full question + context's UTF-8 bytes,
+    wire_bytes (in the method's own `coding`; token packets in the context-only regime also
+    wire_bytes_coded_question: the question coded by the packet's coder instead of UTF-8), reference_bytes (the full question + context's UTF-8 bytes,
     what compression is against), compression (reference_bytes / wire_bytes: what the method delivered),
     sender_ms (median) and `exact` (share of exact round trips)."""
     row = {}
@@ -73,6 +74,9 @@ def cost_columns(records: list[dict], prompts: list[PromptInput], coding: str) -
             row[f"decode_ms_{name}"] = statistics.median(r[f"decode_ms_{name}"] for r in records)
     latent = [p.wire_bytes for p in prompts if p.wire_bytes is not None]
     row["wire_bytes"] = sum(latent) / len(latent) if latent else row.get(f"bytes_{coding}")
+    coded = [p.wire_bytes_coded_question for p in prompts if p.wire_bytes_coded_question is not None]
+    if coded:                       # a token packet's figure with the question coded by its coder too
+        row["wire_bytes_coded_question"] = sum(coded) / len(coded)
     row["reference_bytes"] = sum(p.text_bytes for p in prompts) / len(prompts) if prompts else None
     if row["reference_bytes"] and row["wire_bytes"]:   # the compression the method delivered, in bytes
         row["compression"] = row["reference_bytes"] / row["wire_bytes"]

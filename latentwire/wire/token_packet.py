@@ -113,6 +113,22 @@ class TokenWire:
                                                                                  self._model)
         return body + struct.pack("<I", zlib.crc32(body))
 
+    def message(self, text: str) -> bytes:
+        """`text` as a bare message of this coder (its token count as a varint, then the range-coded ids; no
+        header): what a question costs coded beside a context-only packet."""
+        ids = self.vocabulary.encode(text)
+        return write_varint(len(ids)) + range_encode(ids, self._model)
+
+    def read_message(self, data: bytes) -> str:
+        """The text of a `message` (PacketError if malformed)."""
+        count, offset = read_varint(bytes(data), 0, "message token")
+        if count > MAX_TOKENS_PER_WORD * max((len(data) - offset) // 4, 1):
+            raise PacketError(f"message claims {count} tokens in {len(data) - offset} bytes")
+        try:
+            return self.vocabulary.decode(range_decode(bytes(data[offset:]), count, self._model, "message"))
+        except CodingError as error:
+            raise PacketError(str(error)) from None
+
     def encode(self, context: str, question: str | None = None) -> bytes:
         """A packet spelling `context` (and `question`) exactly."""
         return self.pack_ids(self.vocabulary.encode(context),
