@@ -46,6 +46,7 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
                  f"eval.budgets=[{','.join(map(str, args.budgets))}]", f"eval.timing_n={args.timing_n}",
                  f"eval.rates=[{','.join(map(str, args.rates))}]", "eval.joint=false",
                  f"eval.shuffled_f1={str(args.shuffled_f1).lower()}", f"eval.ks=[{','.join(map(str, args.ks))}]",
+                 f"eval.codings=[{','.join(args.codings)}]",
                  "eval.shuffle_test=false",
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
@@ -104,6 +105,8 @@ def main() -> None:
                         help="the checkpoint's methods (a token reader: latent_k latent_focus latent_selected)")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 3, 4], help="a token reader's k values")
     parser.add_argument("--shuffled-f1", action="store_true", help="the shuffled-packet F1 in latent rows")
+    parser.add_argument("--codings", nargs="+", default=["utf8", "zstd", "ids", "unigram", "bigram"],
+                        help="text codings costed (a run folder resumes only with the codings it started with)")
     parser.add_argument("--receivers", help="receivers= override (default: both)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)

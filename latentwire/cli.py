@@ -77,6 +77,16 @@ def _fit_unigram(args: argparse.Namespace) -> int:
     table, out = fit_for_config(config, args.out, progress=not args.quiet)
     print(f"wrote {out}: {len(table.counts)} shared tokens, {table.provenance['tokens']} counted, "
           f"{table.bits_per_token():.2f} bits a token")
+    if args.bigram_out or not args.out:              # the shipped pair is refitted together
+        from latentwire.wire.bigram import DEFAULT_BIGRAM, fit_bigram
+        from latentwire.wire.unigram import shipped_path, training_texts
+
+        vocabulary, texts, provenance = training_texts(config)
+        bigram = fit_bigram(vocabulary, texts, provenance=provenance, progress=not args.quiet)
+        target = Path(args.bigram_out) if args.bigram_out else shipped_path(DEFAULT_BIGRAM)
+        bigram.save(target)
+        print(f"wrote {target}: successors of {len(bigram.successors)} tokens, "
+              f"{sum(len(ids) for ids, _ in bigram.successors.values())} pairs")
     return 0
 
 
@@ -238,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=help_text, epilog=EPILOG)
         if name == "fit-unigram":
             sub.add_argument("--out", default="", help="table file (default: the package's shipped table)")
+            sub.add_argument("--bigram-out", default="", help="also fit the order-1 table into this file (default "
+                                                              "without --out: the package's shipped one)")
         if name == "demo":
             sub.add_argument("--baselines-only", action="store_true", help="text and the context cut only "
                                                                            "(no trained weights needed)")

@@ -104,11 +104,13 @@ class EvalConfig:
     regime: str = "question_aware"
     """question_aware (the sender sees the question) or context_only (it never does; the receiver, which
     knows the question, may select, and the question crosses as its own UTF-8 bytes)."""
-    codings: list[str] = field(default_factory=lambda: ["utf8", "zstd", "ids", "unigram"])
+    codings: list[str] = field(default_factory=lambda: ["utf8", "zstd", "ids", "unigram", "bigram"])
     """Wire codings of every text method's message, one bytes_<coding> column each (latentwire.wire.codings;
     lm is lm_coded's own)."""
     unigram: str = ""
     """The unigram table of the unigram coding (empty: the one shipped for the default receivers)."""
+    bigram: str = ""
+    """The order-1 table of the bigram coding (empty: the one shipped for the default receivers)."""
     timing_n: int = 0
     """Time the receiver (receiver_ms: to the first answer token, batch 1) on the first timing_n examples of
     each row (0 = not timed)."""
@@ -162,6 +164,11 @@ class EncoderConfig:
     unigram: str = ""
     """token_ids: the unigram table the packet is range-coded under (empty: the shipped table of the default
     receivers; `latentwire fit-unigram` makes one for others)."""
+    coder: str = "unigram"
+    """token_ids: how the packet codes its ids: unigram (i.i.d. under encoder.unigram's table) or bigram (each
+    given the one before, the order-1 table encoder.bigram on top of it)."""
+    bigram: str = ""
+    """token_ids, coder=bigram: the order-1 table (empty: the one shipped for the default receivers)."""
     focus: int = 0
     """token_ids: sentences a two-resolution reader reads at k = 1 (each of their tokens a position of its own,
     the rest of the context k to a position): those focus_scorer ranks highest for the question, marked by
@@ -417,15 +424,17 @@ def config_problems(config: Config) -> list[str]:
             problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
         if e.merge not in ("weighted", "mlp"):
             problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
+        if e.coder not in ("unigram", "bigram"):
+            problems.append(f"encoder.coder must be unigram or bigram, got {e.coder!r}")
         if e.focus < 0 or e.focus_scorer not in ("lexical", "minilm") or not 0 <= e.focus_share <= 1:
             problems.append(f"encoder.focus must be >= 0, encoder.focus_scorer lexical or minilm and "
                             f"encoder.focus_share in [0, 1], got {e.focus}, {e.focus_scorer!r}, {e.focus_share}")
         if e.private_slots or any(name != "lora" for name in f.enabled()):
             problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
                             "adapters or coprocessor)")
-    elif e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus:
-        problems.append("encoder.ks, encoder.merge, encoder.unigram and encoder.focus apply to "
-                        "encoder.kind=token_ids only")
+    elif e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus or e.coder != "unigram" or e.bigram:
+        problems.append("encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram and "
+                        "encoder.focus apply to encoder.kind=token_ids only")
     if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     problems += value_problems(config)

@@ -24,6 +24,36 @@ def wire(pair):
 
 
 @pytest.fixture(scope="module")
+def bigram_wire(pair):
+    from latentwire.wire.bigram import fit_bigram
+
+    vocabulary = SharedVocabulary.from_tokenizers(pair["a"].tokenizer, [pair["b"].tokenizer])
+    return TokenWire(vocabulary, fit_unigram(vocabulary, TEXTS * 3, progress=False),
+                     fit_bigram(vocabulary, TEXTS * 3, progress=False))
+
+
+def test_an_order1_coder_round_trips_codes_shorter_and_is_another_coder(wire, bigram_wire):
+    for context, question in ((CONTEXT, "What is the capital?"), ("Ünïcödé — 北京 😀", None), ("x", "")):
+        assert bigram_wire.decode(bigram_wire.encode(context, question)) == (context, question)
+    assert len(bigram_wire.encode(CONTEXT)) < len(wire.encode(CONTEXT))
+    assert bigram_wire.id != wire.id
+    with pytest.raises(PacketError, match="coded with vocabulary/coder"):
+        wire.unpack(bigram_wire.encode(CONTEXT))
+    assert bigram_wire.read_message(bigram_wire.message("Who wrote it?")) == "Who wrote it?"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 60), st.binary(min_size=1, max_size=6))
+def test_mutated_order1_packets_never_crash(bigram_wire, position, patch):
+    body = bytearray(bigram_wire.encode(CONTEXT, "What is the capital?")[:-CRC_SIZE])
+    body[position: position + len(patch)] = patch
+    try:
+        assert isinstance(bigram_wire.decode(_with_crc(bytes(body)))[0], str)
+    except PacketError as error:
+        assert "\n" not in str(error)
+
+
+@pytest.fixture(scope="module")
 def packet(wire):
     return wire.encode(CONTEXT, "What is the capital?")
 

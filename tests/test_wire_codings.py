@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentwire.errors import CodingError
+from latentwire.wire.bigram import BigramTable, fit_bigram
 from latentwire.wire.codings import pack_ids, text_codings, unpack_ids
 from latentwire.wire.lm_coding import LMCoder
 from latentwire.wire.shared_vocab import SharedVocabulary, from_byte_string, to_byte_string
@@ -23,7 +24,8 @@ def vocabulary(pair):
 
 @pytest.fixture(scope="module")
 def codings(vocabulary):
-    return text_codings(vocabulary, fit_unigram(vocabulary, TEXTS * 3, progress=False))
+    return text_codings(vocabulary, fit_unigram(vocabulary, TEXTS * 3, progress=False),
+                        fit_bigram(vocabulary, TEXTS * 3, progress=False))
 
 
 def test_byte_strings_round_trip():
@@ -60,12 +62,12 @@ def test_every_coding_round_trips_any_text(codings, text):
 def test_codings_sizes_order_on_text(codings):
     text = TEXTS[0] * 3
     size = {name: len(c.encode(text)) for name, c in codings.items()}
-    assert size["unigram"] < size["ids"] < size["utf8"] and size["zstd"] < size["utf8"]
+    assert size["bigram"] < size["unigram"] < size["ids"] < size["utf8"] and size["zstd"] < size["utf8"]
 
 
 @pytest.mark.parametrize("name,data", [("utf8", b"\xff"), ("zstd", b"not zstd"), ("ids", b"\x05"),
                                        ("ids", b"\x05\x00\x01"), ("unigram", b"\x03\x00\x01\x02\x03"),
-                                       ("unigram", b"")])
+                                       ("unigram", b""), ("bigram", b"\x03\x00\x01\x02\x03"), ("bigram", b"")])
 def test_malformed_bytes_get_one_line_errors(codings, name, data):
     with pytest.raises(CodingError, match=name):
         codings[name].decode(data)
@@ -94,6 +96,24 @@ def test_unigram_table_saves_loads_and_refuses_bad_files(vocabulary, tmp_path):
     other = UnigramTable("another", table.counts)
     with pytest.raises(CodingError, match="fingerprints"):
         text_codings(vocabulary, other)
+
+
+def test_bigram_table_saves_loads_refuses_bad_files_and_names_its_contents(vocabulary, tmp_path):
+    table = fit_bigram(vocabulary, TEXTS * 2, min_count=2, progress=False)
+    assert all(min(counts) >= 2 for _, counts in table.successors.values())
+    table.save(tmp_path / "b.json.gz")
+    loaded = BigramTable.load(tmp_path / "b.json.gz")
+    assert loaded.successors == table.successors and loaded.digest() == table.digest()
+    assert fit_bigram(vocabulary, TEXTS, min_count=1, progress=False).digest() != table.digest()
+    (tmp_path / "bad.json.gz").write_bytes(gzip.compress(b'{"fingerprint": "x", "successors": {"1": [[2], []]}}'))
+    with pytest.raises(CodingError, match="as many positive counts"):
+        BigramTable.load(tmp_path / "bad.json.gz")
+    with pytest.raises(CodingError, match="fingerprints"):
+        text_codings(vocabulary, fit_unigram(vocabulary, TEXTS, progress=False), BigramTable("other", {}))
+
+
+def test_shipped_bigram_table_is_the_unigram_tables_vocabulary():
+    assert BigramTable.load().fingerprint == UnigramTable.load().fingerprint
 
 
 def test_shipped_table_matches_the_default_receivers_vocabulary_size():

@@ -12,6 +12,7 @@ from latentwire.config import EncoderConfig
 from latentwire.encoders.base import Encoder
 from latentwire.errors import CodingError
 from latentwire.llm.loader import Receiver
+from latentwire.wire.bigram import BigramTable
 from latentwire.wire.token_packet import TokenWire
 from latentwire.wire.unigram import UnigramTable
 
@@ -61,10 +62,11 @@ class TokenIdEncoder(Encoder):
         tokenizers = [r.tokenizer for r in receivers.values()]
         try:
             table = UnigramTable.load(self.config.unigram or None)
-            self.wire = TokenWire.for_tokenizers(self.source.tokenizer, tokenizers, table)
+            bigram = BigramTable.load(self.config.bigram or None) if self.config.coder == "bigram" else None
+            self.wire = TokenWire.for_tokenizers(self.source.tokenizer, tokenizers, table, bigram)
         except CodingError as error:
-            raise CodingError(f"encoder.unigram: {error}; `latentwire fit-unigram --out FILE` fits one for these "
-                              "receivers") from None
+            raise CodingError(f"encoder.unigram/bigram: {error}; `latentwire fit-unigram --out FILE` fits them for "
+                              "these receivers") from None
         vocabulary = self.wire.vocabulary
         return {"receiver_ids": {name: vocabulary.receiver_ids(r.tokenizer) for name, r in receivers.items()},
                 "merge": self.config.merge, "ks": tuple(self.config.ks)}

@@ -17,7 +17,7 @@ from latentwire.config import Config
 RESULT_FILES = ("config.json", "rows.jsonl", "predictions.jsonl", "metrics.json", "results.md")
 # config entries that choose which rows run or where they go, not what a row's numbers are
 GRID_KEYS = (("eval", "methods"), ("eval", "budgets"), ("wire", "eval_bits"), ("eval", "out_dir"),
-             ("eval", "threads"), ("eval", "sentences"), ("eval", "rates"))
+             ("eval", "threads"), ("eval", "sentences"), ("eval", "rates"), ("eval", "ks"))
 NEUTRAL_SECTIONS = ("serve",)   # settings of other commands, which no row's numbers depend on
 
 

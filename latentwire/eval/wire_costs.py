@@ -10,6 +10,7 @@ from latentwire.config import Config
 from latentwire.errors import CodingError
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.llm.loader import Receiver
+from latentwire.wire.bigram import BigramTable
 from latentwire.wire.codings import CODING_NAMES, Coding, text_codings
 from latentwire.wire.shared_vocab import SharedVocabulary
 from latentwire.wire.unigram import UnigramTable
@@ -20,21 +21,28 @@ def build_codings(config: Config, receivers: dict[str, Receiver]) -> tuple[dict[
     segments) and the unigram table; and a note for each coding that cannot apply to these receivers. A table
     named in eval.unigram must load and fit the receivers (CodingError); the shipped one is skipped if not."""
     names, notes = list(config.eval.codings), []
-    table = UnigramTable.load(config.eval.unigram or None) if "unigram" in names else None
+    table = UnigramTable.load(config.eval.unigram or None) if {"unigram", "bigram"} & set(names) else None
     vocabulary = None
-    if {"ids", "unigram"} & set(names):
+    if {"ids", "unigram", "bigram"} & set(names):
         tokenizers = [receivers[spec.name].tokenizer for spec in config.receivers]
         try:
             vocabulary = SharedVocabulary.from_tokenizers(tokenizers[0], tokenizers[1:])
         except CodingError as error:
-            notes.append(f"ids, unigram: {error}")
-            names, table = [n for n in names if n not in ("ids", "unigram")], None
+            notes.append(f"ids, unigram, bigram: {error}")
+            names, table = [n for n in names if n not in ("ids", "unigram", "bigram")], None
     if table is not None and table.fingerprint != vocabulary.fingerprint:
         if config.eval.unigram:
             raise CodingError(f"eval.unigram={config.eval.unigram}: fitted for other receivers' shared vocabulary")
-        notes.append("unigram: the shipped table is for the default receivers (latentwire fit-unigram fits one)")
-        names, table = [n for n in names if n != "unigram"], None
-    built = text_codings(vocabulary, table)
+        notes.append("unigram, bigram: the shipped tables are for the default receivers (latentwire fit-unigram "
+                     "fits them)")
+        names, table = [n for n in names if n not in ("unigram", "bigram")], None
+    bigram = BigramTable.load(config.eval.bigram or None) if "bigram" in names and table is not None else None
+    if bigram is not None and bigram.fingerprint != vocabulary.fingerprint:
+        if config.eval.bigram:
+            raise CodingError(f"eval.bigram={config.eval.bigram}: fitted for other receivers' shared vocabulary")
+        notes.append("bigram: the shipped table is for the default receivers (latentwire fit-unigram fits one)")
+        names, bigram = [n for n in names if n != "bigram"], None
+    built = text_codings(vocabulary, table, bigram)
     return {name: built[name] for name in names}, notes
 
 

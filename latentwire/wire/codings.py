@@ -5,9 +5,12 @@ to decode. Each coding is exact (decode(encode(text)) == text, or CodingError).
     zstd     zstd level 19 of them
     ids      shared-vocabulary ids (latentwire.wire.shared_vocab) at ceil(log2 n) bits each, after a 2-byte count
     unigram  the same ids range-coded (constriction) under the shipped unigram table, after a 2-byte count
+    bigram   the same ids range-coded given the previous one (latentwire.wire.bigram: the shipped order-1
+             table, escaping to the unigram table), after a 2-byte count
     lm       the sender's tokens range-coded under a small LM's next-token probabilities (latentwire.wire.lm_coding)
 
-`text_codings(vocabulary, table)` builds the four cheap ones (those its arguments allow); CODING_NAMES lists all five in column order.
+`text_codings(vocabulary, table, bigram)` builds the cheap ones (those its arguments allow); CODING_NAMES lists
+all six in column order.
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ import numpy as np
 import zstandard
 
 from latentwire.errors import CodingError
+from latentwire.wire.bigram import BigramCoder, BigramTable
 from latentwire.wire.shared_vocab import SharedVocabulary
 from latentwire.wire.unigram import UnigramTable
 
-CODING_NAMES = ("utf8", "zstd", "ids", "unigram", "lm")
+CODING_NAMES = ("utf8", "zstd", "ids", "unigram", "bigram", "lm")
 MAX_TOKENS = 65535            # the 2-byte count
 
 
@@ -105,8 +109,10 @@ def range_decode(data: bytes, count: int, model, name: str) -> list[int]:
         raise CodingError(f"{name}: the range coder refused the bytes ({error})") from None
 
 
-def text_codings(vocabulary: SharedVocabulary | None, table: UnigramTable | None) -> dict[str, Coding]:
-    """utf8 and zstd; ids where a shared vocabulary is given; unigram where its unigram table is given too."""
+def text_codings(vocabulary: SharedVocabulary | None, table: UnigramTable | None,
+                 bigram: BigramTable | None = None) -> dict[str, Coding]:
+    """utf8 and zstd; ids where a shared vocabulary is given; unigram where its unigram table is given too;
+    bigram where an order-1 table of the same vocabulary is given as well."""
     compressor = zstandard.ZstdCompressor(level=19)
     codings = {
         "utf8": Coding("utf8", lambda text: text.encode("utf-8"), _utf8_decode),
@@ -132,4 +138,19 @@ def text_codings(vocabulary: SharedVocabulary | None, table: UnigramTable | None
         return vocabulary.decode(range_decode(body, count, model, "unigram"))
 
     codings["unigram"] = Coding("unigram", unigram_encode, unigram_decode)
+    if bigram is None:
+        return codings
+    if bigram.fingerprint != vocabulary.fingerprint:
+        raise CodingError("the bigram table was fitted on another shared vocabulary (fingerprints differ)")
+    coder = BigramCoder(bigram, model)
+
+    def bigram_encode(text: str) -> bytes:
+        ids = vocabulary.encode(text)
+        return _count(ids, "bigram") + coder.encode([ids])
+
+    def bigram_decode(data: bytes) -> str:
+        count, body = _read_count(data, "bigram")
+        return vocabulary.decode(coder.decode(body, [count], "bigram"))
+
+    codings["bigram"] = Coding("bigram", bigram_encode, bigram_decode)
     return codings

@@ -1,6 +1,6 @@
 """Packet version 2: a context (and optionally the question) carried exactly, as shared-vocabulary token
-indices range-coded under a table that sender and receivers share (the unigram table that ships in the
-package). Whatever reads it (k tokens a position, two resolutions) is the receiver's choice: the packet does
+indices range-coded under tables that sender and receivers share (the unigram table that ships in the
+package, and optionally the order-1 table beside it; the coder id says which). Whatever reads it (k tokens a position, two resolutions) is the receiver's choice: the packet does
 not depend on the reader.
 
 Layout (little-endian, no padding)::
@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 
 from latentwire.errors import CodingError, PacketError
+from latentwire.wire.bigram import BigramCoder, BigramTable
 from latentwire.wire.codings import range_decode, range_encode
 from latentwire.wire.shared_vocab import SharedVocabulary
 from latentwire.wire.unigram import UnigramTable
@@ -43,12 +44,14 @@ MAX_TOKENS_PER_WORD = 32
 likeliest token costs several bits, so an honest packet is far below it)."""
 
 
-def coder_id(vocabulary: SharedVocabulary, table: UnigramTable) -> bytes:
-    """4 bytes naming the shared vocabulary and the coding table (sha256 of both)."""
-    if table.fingerprint != vocabulary.fingerprint:
-        raise CodingError("the unigram table was fitted on another shared vocabulary (fingerprints differ)")
+def coder_id(vocabulary: SharedVocabulary, table: UnigramTable, bigram: BigramTable | None = None) -> bytes:
+    """4 bytes naming the shared vocabulary and the coding tables (sha256 of them all)."""
+    if table.fingerprint != vocabulary.fingerprint or (bigram is not None and bigram.fingerprint != table.fingerprint):
+        raise CodingError("the unigram or bigram table was fitted on another shared vocabulary (fingerprints differ)")
     digest = hashlib.sha256(vocabulary.fingerprint.encode())
     digest.update(struct.pack(f"<{len(table.counts)}Q", *table.counts))
+    if bigram is not None:
+        digest.update(b"bigram" + bigram.digest())
     return digest.digest()[:CODER_ID_SIZE]
 
 
@@ -90,17 +93,33 @@ class TokenPacket:
 
 
 class TokenWire:
-    """Sender and receiver side of version 2 packets under one shared vocabulary and unigram table."""
+    """Sender and receiver side of version 2 packets under one shared vocabulary and unigram table, and an
+    order-1 table on top of it where one is given (each token coded given the one before)."""
 
-    def __init__(self, vocabulary: SharedVocabulary, table: UnigramTable):
-        self.vocabulary, self.table = vocabulary, table
-        self.id = coder_id(vocabulary, table)
+    def __init__(self, vocabulary: SharedVocabulary, table: UnigramTable, bigram: BigramTable | None = None):
+        self.vocabulary, self.table, self.bigram = vocabulary, table, bigram
+        self.id = coder_id(vocabulary, table, bigram)
         self._model = table.model()
+        self._bigram = BigramCoder(bigram, self._model) if bigram is not None else None
 
     @classmethod
-    def for_tokenizers(cls, sender, tokenizers: list, table: UnigramTable | None = None) -> TokenWire:
-        """The wire of the vocabulary that `sender` and `tokenizers` share, under `table` (default: shipped)."""
-        return cls(SharedVocabulary.from_tokenizers(sender, tokenizers), table or UnigramTable.load())
+    def for_tokenizers(cls, sender, tokenizers: list, table: UnigramTable | None = None,
+                       bigram: BigramTable | None = None) -> TokenWire:
+        """The wire of the vocabulary that `sender` and `tokenizers` share, under `table` (default: shipped)
+        and `bigram` (default: none)."""
+        return cls(SharedVocabulary.from_tokenizers(sender, tokenizers), table or UnigramTable.load(), bigram)
+
+    def _code(self, segments: list[list[int]]) -> bytes:
+        """Segments of ids -> payload words (order-1 where a bigram table is given, else unigram i.i.d.)."""
+        if self._bigram is not None:
+            return self._bigram.encode(segments)
+        return range_encode([i for segment in segments for i in segment], self._model)
+
+    def _uncode(self, payload: bytes, counts: list[int], name: str) -> list[int]:
+        """The ids of `counts` segments from payload words (CodingError on malformed bytes)."""
+        if self._bigram is not None:
+            return self._bigram.decode(payload, counts, name)
+        return range_decode(payload, sum(counts), self._model, name)
 
     def pack_ids(self, context_ids: list[int], question_ids: list[int] | None = None) -> bytes:
         """A packet of shared ids (the context's, and the question's when given)."""
@@ -109,15 +128,15 @@ class TokenWire:
             raise CodingError(f"a packet carries 1..{MAX_TOKENS} context + question tokens, got {total}")
         flags = FLAG_QUESTION if question_ids is not None else 0
         counts = write_varint(len(context_ids)) + (write_varint(len(question_ids)) if question_ids is not None else b"")
-        body = MAGIC + bytes([VERSION, flags]) + self.id + counts + range_encode(context_ids + (question_ids or []),
-                                                                                 self._model)
+        segments = [context_ids] + ([question_ids] if question_ids is not None else [])
+        body = MAGIC + bytes([VERSION, flags]) + self.id + counts + self._code(segments)
         return body + struct.pack("<I", zlib.crc32(body))
 
     def message(self, text: str) -> bytes:
         """`text` as a bare message of this coder (its token count as a varint, then the range-coded ids; no
         header): what a question costs coded beside a context-only packet."""
         ids = self.vocabulary.encode(text)
-        return write_varint(len(ids)) + range_encode(ids, self._model)
+        return write_varint(len(ids)) + self._code([ids])
 
     def read_message(self, data: bytes) -> str:
         """The text of a `message` (PacketError if malformed)."""
@@ -125,7 +144,7 @@ class TokenWire:
         if count > MAX_TOKENS_PER_WORD * max((len(data) - offset) // 4, 1):
             raise PacketError(f"message claims {count} tokens in {len(data) - offset} bytes")
         try:
-            return self.vocabulary.decode(range_decode(bytes(data[offset:]), count, self._model, "message"))
+            return self.vocabulary.decode(self._uncode(bytes(data[offset:]), [count], "message"))
         except CodingError as error:
             raise PacketError(str(error)) from None
 
@@ -141,7 +160,7 @@ class TokenWire:
         if sum(counts) > MAX_TOKENS_PER_WORD * max(words, 1):
             raise PacketError(f"packet claims {sum(counts)} tokens in {words} payload words")
         try:
-            ids = range_decode(payload, sum(counts), self._model, "packet")
+            ids = self._uncode(payload, list(counts), "packet")
         except CodingError as error:
             raise PacketError(str(error)) from None
         context = ids[: counts[0]]

@@ -79,11 +79,9 @@ def fit_unigram(vocabulary: SharedVocabulary, texts: list[str], provenance: dict
                         {**(provenance or {}), "texts": len(texts), "tokens": int(counts.sum())})
 
 
-def fit_for_config(config, out: str = "", progress: bool = True) -> tuple[UnigramTable, Path]:
-    """Fit the table of `config`'s receivers on its data (every context once, every question) and write it to
-    `out` (default: the package's shipped table); (the table, where it went)."""
-    from importlib.util import find_spec
-
+def training_texts(config) -> tuple[SharedVocabulary, list[str], dict]:
+    """The shared vocabulary of `config`'s receivers, the texts the coding tables are fitted on (every context of
+    its data once, every question) and their provenance."""
     from latentwire.data.loaders import load_examples
     from latentwire.llm.loader import load_receiver
 
@@ -92,9 +90,23 @@ def fit_for_config(config, out: str = "", progress: bool = True) -> tuple[Unigra
     tokenizers = [load_receiver(r.model, r.name, "float32").tokenizer for r in config.receivers]
     vocabulary = SharedVocabulary.from_tokenizers(tokenizers[0], tokenizers[1:])
     texts = list(dict.fromkeys(e.context for e in examples)) + [e.question for e in examples]
-    table = fit_unigram(vocabulary, texts, {"source": data.source, "path": Path(data.path).name or "(shipped slice)",
-                                            "split": data.split, "receivers": [r.model for r in config.receivers]},
-                        progress)
-    target = Path(out) if out else Path(find_spec("latentwire.data").submodule_search_locations[0]) / DEFAULT_TABLE
+    provenance = {"source": data.source, "path": Path(data.path).name or "(shipped slice)", "split": data.split,
+                  "receivers": [r.model for r in config.receivers]}
+    return vocabulary, texts, provenance
+
+
+def shipped_path(name: str) -> Path:
+    """Where the package keeps its shipped table `name` (latentwire/data)."""
+    from importlib.util import find_spec
+
+    return Path(find_spec("latentwire.data").submodule_search_locations[0]) / name
+
+
+def fit_for_config(config, out: str = "", progress: bool = True) -> tuple[UnigramTable, Path]:
+    """Fit the table of `config`'s receivers on its data (training_texts) and write it to `out` (default: the
+    package's shipped table); (the table, where it went)."""
+    vocabulary, texts, provenance = training_texts(config)
+    table = fit_unigram(vocabulary, texts, provenance, progress)
+    target = Path(out) if out else shipped_path(DEFAULT_TABLE)
     table.save(target)
     return table, target
