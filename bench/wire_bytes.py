@@ -3,10 +3,12 @@
     python bench/wire_bytes.py          # -> bench/results/wire_bytes.json; tokenizers only, about a minute
 
 Per coding (latentwire/wire/codings.py: utf8, zstd-19, shared-vocabulary ids, unigram range coding under the
-shipped table), the mean bytes of question + newline + context and of the context alone, every round trip
-checked exact; the shared-token count and the unigram coding's bits a token. And the version 2 packet
-(latentwire/wire/token_packet.py) of the context, or of the context with the question: its mean bytes, header
-+ CRC included, and its mean decode time, every packet decoded back to its exact texts.
+shipped table, bigram: order-1 on top of it), the mean bytes of question + newline + context and of the
+context alone, every round trip checked exact; the shared-token count and the bits a token of the unigram and
+bigram codings. And the version 2 packet (latentwire/wire/token_packet.py) of the context, or of the context
+with the question, under either coder: its mean bytes, header + CRC included, and its median and p90 decode
+time (the first packet included, which builds the bigram coder's models), every packet decoded back to its
+exact texts.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def main() -> None:
     from latentwire.eval.report import plain_table
     from latentwire.llm.loader import load_receiver
     from latentwire.provenance import code_commit
+    from latentwire.wire.bigram import BigramTable
     from latentwire.wire.codings import text_codings
     from latentwire.wire.shared_vocab import SharedVocabulary
     from latentwire.wire.token_packet import TokenWire
@@ -32,8 +35,9 @@ def main() -> None:
     config = load_config(None, ["data.n=500"])
     tokenizers = [load_receiver(r.model, r.name, "float32").tokenizer for r in config.receivers]
     vocabulary = SharedVocabulary.from_tokenizers(tokenizers[0], tokenizers[1:])
-    codings = text_codings(vocabulary, UnigramTable.load())
-    wire = TokenWire(vocabulary, UnigramTable.load())
+    codings = text_codings(vocabulary, UnigramTable.load(), BigramTable.load())
+    wires = {"unigram": TokenWire(vocabulary, UnigramTable.load()),
+             "bigram": TokenWire(vocabulary, UnigramTable.load(), BigramTable.load())}
     examples, _ = load_examples("squad", "", "validation", config.data.n, config.data.seed,
                                 config.data.max_context_chars)
     rows = []
@@ -48,13 +52,18 @@ def main() -> None:
                 assert coding.decode(data) == text, (name, text[:40])
                 sizes.append(len(data))
             row[f"bytes_{name}"] = statistics.mean(sizes)
-        row["unigram_bits_per_token"] = 8 * (row["bytes_unigram"] - 2) / row["shared_tokens"]
-        packets = [wire.encode(*pair) for pair in pairs]
-        start = time.perf_counter()
-        decoded = [wire.decode(packet) for packet in packets]
-        row["packet_v2_decode_ms"] = 1000 * (time.perf_counter() - start) / len(packets)
-        assert decoded == pairs
-        row["bytes_packet_v2"] = statistics.mean(map(len, packets))
+        for name in ("unigram", "bigram"):
+            row[f"{name}_bits_per_token"] = 8 * (row[f"bytes_{name}"] - 2) / row["shared_tokens"]
+        for name, wire in wires.items():
+            packets = [wire.encode(*pair) for pair in pairs]
+            seconds = []
+            for packet, pair in zip(packets, pairs):
+                start = time.perf_counter()
+                assert wire.decode(packet) == pair
+                seconds.append(time.perf_counter() - start)
+            row[f"bytes_packet_v2_{name}"] = statistics.mean(map(len, packets))
+            row[f"packet_v2_{name}_decode_ms"] = 1000 * statistics.median(seconds)
+            row[f"packet_v2_{name}_decode_ms_p90"] = 1000 * sorted(seconds)[int(0.9 * len(seconds))]
         rows.append(row)
     result = {"commit": code_commit(), "shared_vocabulary": len(vocabulary), "rows": rows}
     (HERE / "results").mkdir(exist_ok=True)
