@@ -30,7 +30,7 @@ RESULTS = HERE / "results"
 REGIMES = ("question_aware", "context_only")
 METHODS = ["text", "no_context", "context_budget", "select_lexical", "select_minilm", "llmlingua", "lm_coded"]
 COLUMNS = ["receiver", "regime", "method", "M", "sentences", "rate", "bits", "k", "n", "f1", "f1_rel_text",
-           "prompt_tokens", "bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_lm", "wire_bytes",
+           "prompt_tokens", "bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_bigram", "bytes_lm", "wire_bytes",
            "compression", "receiver_ms", "sender_ms", "exact"]
 
 
@@ -54,9 +54,22 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
 
 
+def sender_fingerprint(args) -> dict:
+    """What the per-example sender work depends on: the sender model (the first receiver), its precision on
+    this machine and the data."""
+    from latentwire.config import load_config
+    from latentwire.precision import resolve_run
+
+    config = load_config(args.config, [f"receivers={args.receivers}"] if args.receivers else [])
+    return {"sender": config.receivers[0].model, "dtype": resolve_run(config),
+            "data": [config.data.source, config.data.path, config.data.split, config.data.max_context_chars]}
+
+
 def collect(runs: Path, latent_runs: list[Path] = ()) -> list[dict]:
     """The rows of every regime's run folder (finished or not), plus the trained rows (latent*) of the run
-    roots `latent_runs` (another checkpoint's latents, run beside the peers with --runs <its root>)."""
+    roots `latent_runs` (another checkpoint's latents, run beside the peers with --runs <its root>), each with
+    `text_receiver_ms_same_run`: the text row's receiver_ms timed in that root's run (the ratio to read, since
+    the peers were timed in another process)."""
     def rows_of(root: Path) -> list[dict]:
         rows = []
         for regime in REGIMES:
@@ -64,7 +77,12 @@ def collect(runs: Path, latent_runs: list[Path] = ()) -> list[dict]:
             if path.is_file():
                 rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [r for r in rows if r["method"] not in ("latent_oracle", "latent_joint")]
-    extra = [r for root in latent_runs for r in rows_of(Path(root)) if r["method"].startswith("latent")]
+    extra = []
+    for root in latent_runs:
+        rows = rows_of(Path(root))
+        text = {(r["receiver"], r.get("regime")): r.get("receiver_ms") for r in rows if r["method"] == "text"}
+        extra += [{**r, "text_receiver_ms_same_run": text.get((r["receiver"], r.get("regime")))}
+                  for r in rows if r["method"].startswith("latent")]
     return rows_of(runs) + extra
 
 
@@ -121,7 +139,7 @@ def main() -> None:
         from latentwire.eval.sender_cache import SenderCache
 
         receivers, memo = {}, {}
-        peers = SenderCache(Path(args.runs) / "sender_cache.jsonl")   # lm coding, LLMLingua: done once
+        peers = SenderCache(Path(args.runs) / "sender_cache.jsonl", sender_fingerprint(args))   # done once
         for root in dict.fromkeys([Path(args.runs), RUNS]):   # answers given in either regime's folder of this
             for regime in REGIMES:                            # root (a resumed run) or of the peers' root
                 memo.update(memo_from_predictions(root / regime / "predictions.jsonl"))

@@ -104,9 +104,9 @@ class EvalConfig:
     regime: str = "question_aware"
     """question_aware (the sender sees the question) or context_only (it never does; the receiver, which
     knows the question, may select, and the question crosses as its own UTF-8 bytes)."""
-    codings: list[str] = field(default_factory=lambda: ["utf8", "zstd", "ids", "unigram", "bigram"])
+    codings: list[str] = field(default_factory=lambda: ["utf8", "zstd", "ids", "unigram"])
     """Wire codings of every text method's message, one bytes_<coding> column each (latentwire.wire.codings;
-    lm is lm_coded's own)."""
+    lm is lm_coded's own; bigram, the order-1 coding, on request: bench/pareto.py asks for it)."""
     unigram: str = ""
     """The unigram table of the unigram coding (empty: the one shipped for the default receivers)."""
     bigram: str = ""
@@ -424,8 +424,11 @@ def config_problems(config: Config) -> list[str]:
             problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
         if e.merge not in ("weighted", "mlp"):
             problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
-        if e.coder not in ("unigram", "bigram"):
-            problems.append(f"encoder.coder must be unigram or bigram, got {e.coder!r}")
+        if e.coder not in ("unigram", "bigram") or (e.bigram and e.coder != "bigram"):
+            problems.append(f"encoder.coder must be unigram or bigram (encoder.bigram needs bigram), got {e.coder!r}")
+        if e.focus and e.input != "context":
+            problems.append("encoder.focus needs encoder.input=context (the receiver focuses the context it was "
+                            "sent, for the question it holds)")
         if e.focus < 0 or e.focus_scorer not in ("lexical", "minilm") or not 0 <= e.focus_share <= 1:
             problems.append(f"encoder.focus must be >= 0, encoder.focus_scorer lexical or minilm and "
                             f"encoder.focus_share in [0, 1], got {e.focus}, {e.focus_scorer!r}, {e.focus_share}")

@@ -72,8 +72,10 @@ class LatentWire(nn.Module):
         index = self.receiver_names.index(name)
         return list(range(shared)) + list(range(shared + index * private, shared + (index + 1) * private))
 
-    def featurize(self, question: str, context: str) -> torch.Tensor:
-        """The encoder's frozen per-example features of one prompt (cacheable)."""
+    def featurize(self, question: str, context: str, focus: bool = False) -> torch.Tensor:
+        """The encoder's frozen per-example features of one prompt (cacheable); with `focus` (training items of a
+        two-resolution reader) a token encoder's features also carry the focus marks a receiver would make from
+        the question (the sender itself never makes them)."""
         if not isinstance(question, str) or not isinstance(context, str) or not (question.strip() or context.strip()):
             raise ValueError("encode needs a non-empty question or context (strings)")
         if len(question) + len(context) > MAX_FIELD_CHARS:
@@ -83,7 +85,7 @@ class LatentWire(nn.Module):
         if self.config.encoder.input == "context" and not context.strip():
             raise ValueError("encoder.input=context needs a non-empty context")
         features = self.encoder.featurize(carried)
-        if self.encoder.carries_tokens and self.config.encoder.focus:    # what the receiver will mark
+        if focus and self.encoder.carries_tokens and self.config.encoder.focus:   # what the receiver will mark
             features = self.encoder.with_focus(features, self.focus_marks(question, features[:, 0].long().tolist()))
         return features
 
@@ -117,6 +119,14 @@ class LatentWire(nn.Module):
         if self.encoder.carries_tokens:
             return self.adapters[name](z.ids, z.mask, k or self.k, z.focus)
         return self.adapters[name](z[:, self.slots_of(name)]), None
+
+    def training_features(self, question: str, context: str) -> torch.Tensor:
+        """`featurize` as training items need it (with the receiver's focus marks where the reader uses them)."""
+        return self.featurize(question, context, focus=True)
+
+    def weights_id(self) -> str:
+        """The hex id of these weights (cached outside training): what makes two latents' answers the same."""
+        return self._id().hex()
 
     def token_reading(self, z, question: str, focus: bool):
         """A decoded token packet (TokenBatch of one) as a receiver reads it: with the focus marks it makes

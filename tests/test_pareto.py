@@ -60,11 +60,13 @@ def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
     spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
     driver = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(driver)
-    for root, rows in (("peers", [TEXT, CUT, LATENT]), ("reader", [dict(TEXT, f1=0.61), _row("latent_k", 0.5, k=2, wire_bytes=300)])):
+    reader = [dict(TEXT, f1=0.61, receiver_ms=330), _row("latent_k", 0.5, k=2, wire_bytes=300)]
+    for root, rows in (("peers", [TEXT, CUT, LATENT]), ("reader", reader)):
         (tmp_path / root / "question_aware").mkdir(parents=True)
         (tmp_path / root / "question_aware" / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     rows = driver.collect(tmp_path / "peers", [tmp_path / "reader"])
     assert [(r["method"], r["f1"]) for r in rows] == [("text", 0.6), ("context_budget", 0.2), ("latent", 0.25),
                                                       ("latent_k", 0.5)]
+    assert rows[-1]["text_receiver_ms_same_run"] == 330
     points = pareto_points(rows)
     assert any(p["label"].startswith("latent_k k=2") for p in points)

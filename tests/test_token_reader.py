@@ -113,6 +113,7 @@ def test_two_resolution_steps_train_and_the_receiver_marks_the_same_tokens(tmp_p
         assert torch.isfinite(loss)
     assert positions[True] > positions[False]           # the focus sentences' tokens each take a position
     example = EXAMPLES[0]
+    assert system.featurize(example.question, example.context).shape[1] == 1     # the sender marks nothing
     packet = system.encode(example.question, example.context)
     read = system.token_reading(system.decode(packet), example.question, True)
     assert read.focus[0].tolist() == items[0].features[:, 1].long().tolist()     # receiver == training marks
@@ -126,7 +127,7 @@ def test_the_items_cache_knows_the_focus(tmp_path, table):
     uniform = items_key(_config(tmp_path, table).to_dict())
     assert items_key(_config(tmp_path, table, "encoder.focus_share=0.2").to_dict()) == uniform
     focused = items_key(_config(tmp_path, table, "encoder.focus=1").to_dict())
-    assert focused != uniform != items_key(_config(tmp_path, table, "encoder.focus=2").to_dict())
+    assert focused != uniform and focused != items_key(_config(tmp_path, table, "encoder.focus=2").to_dict())
     assert items_key(_config(tmp_path, table, "encoder.focus=1", "encoder.focus_scorer=minilm").to_dict()) != focused
 
 
@@ -206,3 +207,31 @@ def test_an_exported_state_continues_the_run_on_a_fresh_out_dir(tmp_path, pair, 
     with pytest.raises(ConfigError, match="exclude each other"):
         _config(tmp_path, table, "train.init_from=x", "train.continue_from=y")
     assert main(["export-state", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
+
+
+def test_reader_settings_are_checked_before_any_row(tmp_path, pair, table):
+    from latentwire.eval.harness import load_models
+
+    checkpoint = train(_config(tmp_path, table, "train.steps=1"), progress=False, receivers=pair)
+    config = _config(tmp_path, table, f"checkpoint={checkpoint}", "eval.methods=[latent_k]", "eval.ks=[4]")
+    with pytest.raises(ValueError, match=r"eval.ks=\[4\]: this reader was trained for encoder.ks=\[1, 2, 3\]"):
+        load_models(config, [("latent_k", 4)], dict(pair))
+    for bad, match in (("encoder.focus=1 encoder.input=prompt", "needs encoder.input=context"),
+                       ("encoder.bigram=x.json.gz", "encoder.bigram needs bigram")):
+        with pytest.raises(ConfigError, match=match):
+            _config(tmp_path, table, *bad.split())
+
+
+def test_answers_of_other_weights_are_not_reused(tmp_path, pair, table):
+    from latentwire.eval.harness import _memo_key
+    from latentwire.eval.methods import MethodContext
+    from latentwire.prompt import PromptBuilder
+
+    config = _config(tmp_path, table)
+    builder = PromptBuilder(pair["a"].tokenizer, config.prompt, "a")
+    one, two = build_system(config, pair), build_system(_config(tmp_path, table, "train.seed=5"), pair)
+    prompt = type("P", (), {"ids": None})()
+    keys = [_memo_key(MethodContext(pair["a"], builder, system=s, k=2), EXAMPLES[0], prompt, "latent_k", {"k": 2})
+            for s in (one, two)]
+    assert keys[0] != keys[1] and keys[0] == _memo_key(MethodContext(pair["a"], builder, system=one, k=2),
+                                                       EXAMPLES[0], prompt, "latent_k", {"k": 2})

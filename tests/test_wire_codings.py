@@ -142,3 +142,16 @@ def test_lm_prefix_messages_equal_their_own_codings_and_decode_together(pair):
     assert (a, b) == (parts[0], "".join(parts)) and 0 <= s0 <= s1 and 0 <= t0 <= t1
     with pytest.raises(CodingError, match="share"):
         coder.decode_together([coder.encode("Rome is old."), long])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 40), st.binary(min_size=4, max_size=40))
+def test_range_codings_refuse_or_decode_any_payload_in_one_line(codings, count, body):
+    for name in ("unigram", "bigram"):
+        data = count.to_bytes(2, "little") + body
+        try:
+            assert isinstance(codings[name].decode(data), str)
+        except CodingError as error:
+            assert "\n" not in str(error) and name in str(error)
+    with pytest.raises(CodingError, match="tokens claimed"):
+        codings["bigram"].decode((60000).to_bytes(2, "little") + b"\0" * 4)

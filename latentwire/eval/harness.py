@@ -92,8 +92,9 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
 
 def _memo_key(ctx: MethodContext, example: QAExample, prompt: PromptInput, method: str, setting: dict) -> tuple:
     """(receiver, example id, digest): what makes two prompts the same question to a receiver, its token ids
-    or a latent's method and setting."""
-    what = json.dumps(prompt.ids) if prompt.ids is not None else json.dumps([method, *setting.values()])
+    or a latent's method, setting and weights."""
+    trained = ctx.system.weights_id() if METHODS[method].trained and ctx.system is not None else None
+    what = json.dumps(prompt.ids) if prompt.ids is not None else json.dumps([method, *setting.values(), trained])
     return ctx.receiver.name, example.id, hashlib.sha1(what.encode()).hexdigest()
 
 
@@ -180,9 +181,17 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     for spec in config.receivers:
         if spec.name not in receivers:
             receivers[spec.name] = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
-    if config.checkpoint or any(METHODS[m].trained for m, _ in grid):
-        return load_trained(config.checkpoint, receivers)
-    return None
+    if not (config.checkpoint or any(METHODS[m].trained for m, _ in grid)):
+        return None
+    system = load_trained(config.checkpoint, receivers)
+    readers = {k for m, k in grid if METHODS[m].setting == "k"}
+    if readers and not system.encoder.carries_tokens:
+        raise ValueError(f"eval methods latent_k/latent_focus/latent_selected need a token reader; "
+                         f"{config.checkpoint} is encoder.kind={system.config.encoder.kind}")
+    if readers - set(system.config.encoder.ks):
+        raise ValueError(f"eval.ks={sorted(readers)}: this reader was trained for encoder.ks="
+                         f"{sorted(system.config.encoder.ks)}")
+    return system
 
 
 def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,

@@ -23,7 +23,7 @@ SETTING_KEYS = ("bits", "sentences", "rate", "k", "regime")
 asked of llmlingua), k (tokens a position, latent_k / latent_focus), and the regime the row ran in
 (question_aware or context_only)."""
 
-WIRE_CODING_KEYS = ("bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_lm")
+WIRE_CODING_KEYS = ("bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "bytes_bigram", "bytes_lm")
 """Mean bytes of a text method's message in each wire coding (latentwire.wire.codings; bytes_lm on lm_coded
 rows), each with decode_ms_<coding> beside it (median ms to decode it). In the context-only regime the
 question's UTF-8 bytes are added to every coding."""

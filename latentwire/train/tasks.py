@@ -62,7 +62,7 @@ class QATask(Task):
         with contextlib.ExitStack() as alone:   # the text teacher is the frozen receiver, features off
             for name in system.receivers:
                 alone.enter_context(system.features.plain(name))
-            return build_items(examples, system.featurize, system.receivers, system.builders, config.loss,
+            return build_items(examples, system.training_features, system.receivers, system.builders, config.loss,
                                progress=progress)
 
 

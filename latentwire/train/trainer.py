@@ -215,8 +215,9 @@ def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[Trai
         group["lr"] = learning_rate(step, config)
     model = getattr(system, "module", system)
     model.k = reading_k(config.encoder.ks, t.seed, step)
-    model.focus = model.k > 1 and reading_focus(config.encoder.focus_share if config.encoder.focus else 0.0, t.seed,
-                                                step)          # (at k = 1 both readings are the same)
+    marked = config.encoder.focus and items[0].features.dim() == 2 and items[0].features.shape[1] > 1
+    model.focus = model.k > 1 and reading_focus(config.encoder.focus_share if marked else 0.0, t.seed,
+                                                step)   # (at k = 1 both readings agree; span items have no marks)
     parts: dict[str, float] = {}
     total = 0.0
     for micro in range(t.grad_accum):
@@ -299,4 +300,6 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
             save(out, step, model, optimizer, bad_steps, config)
         accelerator.wait_for_everyone()
     bar.close()
+    if main and latest_checkpoint(out) is None:   # continued from an exported state at or past train.steps
+        save(out, step, model, optimizer, bad_steps, config)
     return latest_checkpoint(out)

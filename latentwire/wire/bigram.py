@@ -92,12 +92,23 @@ def fit_bigram(vocabulary: SharedVocabulary, texts: list[str], min_count: int = 
                        {**(provenance or {}), "texts": len(texts), "min_count": min_count})
 
 
+def tokens_per_byte_bound(max_probability: float) -> int:
+    """The most tokens one byte of range-coded payload can hold when no token is likelier than
+    `max_probability` (with a 5% margin for the coder's quantised probabilities)."""
+    bits = -np.log2(min(max_probability, 0.999))
+    return int(np.floor(8 / bits * 1.05)) + 1
+
+
 class BigramCoder:
     """Range coding of shared-id segments under a BigramTable with escapes to a unigram model."""
 
-    def __init__(self, table: BigramTable, unigram_model):
+    def __init__(self, table: BigramTable, unigram_model, unigram_max_probability: float = 0.0):
         self.table, self.unigram = table, unigram_model
         self._models: dict[int, tuple[object, dict[int, int], list[int]]] = {}
+        likeliest = max((max(counts) / (sum(counts) + len(counts)) for _, counts in table.successors.values()),
+                        default=0.0)
+        self.tokens_per_byte = tokens_per_byte_bound(max(likeliest, unigram_max_probability))
+        """The most tokens an honest payload byte holds (a message claiming more is refused undecoded)."""
 
     def _context(self, previous: int):
         """(categorical model over successors + escape, id -> index, ids) after `previous`, or None."""

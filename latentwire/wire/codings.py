@@ -23,7 +23,7 @@ import numpy as np
 import zstandard
 
 from latentwire.errors import CodingError
-from latentwire.wire.bigram import BigramCoder, BigramTable
+from latentwire.wire.bigram import BigramCoder, BigramTable, tokens_per_byte_bound
 from latentwire.wire.shared_vocab import SharedVocabulary
 from latentwire.wire.unigram import UnigramTable
 
@@ -64,6 +64,20 @@ def _read_count(data: bytes, name: str) -> tuple[int, bytes]:
     if len(data) < 2:
         raise CodingError(f"{name}: {len(data)} bytes, shorter than the 2-byte token count")
     return struct.unpack("<H", data[:2])[0], data[2:]
+
+
+def _spelled(vocabulary: SharedVocabulary, ids: list[int], name: str) -> str:
+    """The text shared ids spell (CodingError naming the coding when they spell none)."""
+    try:
+        return vocabulary.decode(ids)
+    except CodingError as error:
+        raise CodingError(f"{name}: {error}") from None
+
+
+def _check_density(count: int, body: bytes, per_byte: int, name: str) -> None:
+    """CodingError when `count` tokens cannot fit `body` at the coder's densest (`per_byte` tokens a byte)."""
+    if count > per_byte * max(len(body), 4):
+        raise CodingError(f"{name}: {count} tokens claimed in {len(body)} payload bytes (at most {per_byte} a byte)")
 
 
 def pack_ids(ids: list[int], n: int) -> bytes:
@@ -128,6 +142,7 @@ def text_codings(vocabulary: SharedVocabulary | None, table: UnigramTable | None
     if table.fingerprint != vocabulary.fingerprint:
         raise CodingError("the unigram table was fitted on another shared vocabulary (fingerprints differ)")
     model = table.model()
+    unigram_limit = tokens_per_byte_bound(float(table.probabilities().max()))
 
     def unigram_encode(text: str) -> bytes:
         ids = vocabulary.encode(text)
@@ -135,14 +150,15 @@ def text_codings(vocabulary: SharedVocabulary | None, table: UnigramTable | None
 
     def unigram_decode(data: bytes) -> str:
         count, body = _read_count(data, "unigram")
-        return vocabulary.decode(range_decode(body, count, model, "unigram"))
+        _check_density(count, body, unigram_limit, "unigram")
+        return _spelled(vocabulary, range_decode(body, count, model, "unigram"), "unigram")
 
     codings["unigram"] = Coding("unigram", unigram_encode, unigram_decode)
     if bigram is None:
         return codings
     if bigram.fingerprint != vocabulary.fingerprint:
         raise CodingError("the bigram table was fitted on another shared vocabulary (fingerprints differ)")
-    coder = BigramCoder(bigram, model)
+    coder = BigramCoder(bigram, model, float(table.probabilities().max()))
 
     def bigram_encode(text: str) -> bytes:
         ids = vocabulary.encode(text)
@@ -150,7 +166,8 @@ def text_codings(vocabulary: SharedVocabulary | None, table: UnigramTable | None
 
     def bigram_decode(data: bytes) -> str:
         count, body = _read_count(data, "bigram")
-        return vocabulary.decode(coder.decode(body, [count], "bigram"))
+        _check_density(count, body, coder.tokens_per_byte, "bigram")
+        return _spelled(vocabulary, coder.decode(body, [count], "bigram"), "bigram")
 
     codings["bigram"] = Coding("bigram", bigram_encode, bigram_decode)
     return codings

@@ -27,7 +27,7 @@ import zlib
 from dataclasses import dataclass
 
 from latentwire.errors import CodingError, PacketError
-from latentwire.wire.bigram import BigramCoder, BigramTable
+from latentwire.wire.bigram import BigramCoder, BigramTable, tokens_per_byte_bound
 from latentwire.wire.codings import range_decode, range_encode
 from latentwire.wire.shared_vocab import SharedVocabulary
 from latentwire.wire.unigram import UnigramTable
@@ -39,9 +39,6 @@ CODER_ID_SIZE = 4
 CRC_SIZE = 4
 MAX_TOKENS = 1 << 16
 """Most tokens one packet holds (context and question together)."""
-MAX_TOKENS_PER_WORD = 32
-"""A packet claiming more tokens than this per 32-bit payload word is refused before decoding (the table's
-likeliest token costs several bits, so an honest packet is far below it)."""
 
 
 def coder_id(vocabulary: SharedVocabulary, table: UnigramTable, bigram: BigramTable | None = None) -> bytes:
@@ -100,7 +97,10 @@ class TokenWire:
         self.vocabulary, self.table, self.bigram = vocabulary, table, bigram
         self.id = coder_id(vocabulary, table, bigram)
         self._model = table.model()
-        self._bigram = BigramCoder(bigram, self._model) if bigram is not None else None
+        likeliest = float(table.probabilities().max())
+        self._bigram = BigramCoder(bigram, self._model, likeliest) if bigram is not None else None
+        self.tokens_per_word = 4 * (self._bigram.tokens_per_byte if self._bigram else tokens_per_byte_bound(likeliest))
+        """The most tokens an honest 32-bit payload word holds under these tables (more is refused undecoded)."""
 
     @classmethod
     def for_tokenizers(cls, sender, tokenizers: list, table: UnigramTable | None = None,
@@ -141,7 +141,7 @@ class TokenWire:
     def read_message(self, data: bytes) -> str:
         """The text of a `message` (PacketError if malformed)."""
         count, offset = read_varint(bytes(data), 0, "message token")
-        if count > MAX_TOKENS_PER_WORD * max((len(data) - offset) // 4, 1):
+        if count > self.tokens_per_word * max((len(data) - offset) // 4, 1):
             raise PacketError(f"message claims {count} tokens in {len(data) - offset} bytes")
         try:
             return self.vocabulary.decode(self._uncode(bytes(data[offset:]), [count], "message"))
@@ -157,12 +157,14 @@ class TokenWire:
         """The ids of an untrusted version 2 packet; PacketError (one line) for anything malformed."""
         counts, payload = parse_header(data, self.id)
         words = len(payload) // 4
-        if sum(counts) > MAX_TOKENS_PER_WORD * max(words, 1):
+        if sum(counts) > self.tokens_per_word * max(words, 1):
             raise PacketError(f"packet claims {sum(counts)} tokens in {words} payload words")
         try:
             ids = self._uncode(payload, list(counts), "packet")
+            self.vocabulary.decode(ids[: counts[0]])          # the ids must spell text (a receiver reads it)
+            self.vocabulary.decode(ids[counts[0]:])
         except CodingError as error:
-            raise PacketError(str(error)) from None
+            raise PacketError(f"packet's tokens do not decode to text: {error}") from None
         context = ids[: counts[0]]
         return TokenPacket(self.id, context, ids[counts[0]:] if len(counts) == 2 else None)
 
