@@ -11,7 +11,7 @@ Both regimes: question_aware (the sender sees the question) and context_only (it
 which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
 Each regime is one `latentwire eval` run into runs/bench-pareto/<regime>/ (resumable there: a killed run
 continues with the rows not done, and the per-example sender work, lm coding and LLMLingua's pruning, is
-kept in runs/bench-pareto/sender_cache.jsonl); prompts that are the same in both regimes are answered once (the
+kept in runs/bench-pareto/sender_cache-<sender fingerprint>.jsonl, shared by every root); prompts that are the same in both regimes are answered once (the
 harness's memo) and only costed and timed again. receiver_ms is timed at batch 1 on the first --timing-n
 questions. A later checkpoint's latents run in a root of their own beside `text` (answers memoised, so only
 timed again: the receiver_ms reference of that run) and join the peers' rows in the report. Rows to
@@ -139,7 +139,7 @@ def main() -> None:
         from latentwire.eval.sender_cache import SenderCache
 
         receivers, memo = {}, {}
-        peers = SenderCache(Path(args.runs) / "sender_cache.jsonl", sender_fingerprint(args))   # done once
+        peers = SenderCache(RUNS, sender_fingerprint(args))   # lm coding, LLMLingua: done once per sender
         for root in dict.fromkeys([Path(args.runs), RUNS]):   # answers given in either regime's folder of this
             for regime in REGIMES:                            # root (a resumed run) or of the peers' root
                 memo.update(memo_from_predictions(root / regime / "predictions.jsonl"))

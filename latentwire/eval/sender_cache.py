@@ -3,18 +3,22 @@
 A `SenderCache` is the `peers` dict of an evaluation (MethodContext.resource): keys that are tuples of
 str/int/float with a JSON value (lm_coded's round trip, LLMLingua's pruned context) are also appended to
 a JSON-lines file and read back on the next run; other keys (the coder, the compressor objects) live in
-memory only. A half-written last line (a kill) is dropped. The file's first line is the `fingerprint` of what
-the entries depend on (the sender model, its precision, the data); a file of another fingerprint is moved
-aside (never deleted) and a new one started. The sender times kept are those measured when the work ran.
+memory only. A half-written last line (a kill) is dropped. The file is named by the `fingerprint` of what
+the entries depend on (the sender model, its precision, the data), which is also its first line, so runs of
+one sender share it and runs of another never see it. The sender times kept are those measured when the
+work ran.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from latentwire.atomic import trim_partial_line
 
 _SCALARS = (str, int, float)
+LEGACY_NAME = "sender_cache.jsonl"
+"""The file name before fingerprints named it (adopted when its first line is the same fingerprint)."""
 
 
 def _persistent(key, value) -> bool:
@@ -27,21 +31,31 @@ def _persistent(key, value) -> bool:
     return True
 
 
-class SenderCache(dict):
-    """A dict whose per-example entries persist in `path` (a fingerprint line, then JSON lines of
-    {"key": [...], "value": ...})."""
+def cache_path(folder: Path, fingerprint: dict) -> Path:
+    """The cache file of `fingerprint` in `folder`."""
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(folder) / f"sender_cache-{digest}.jsonl"
 
-    def __init__(self, path: Path, fingerprint: dict):
+
+def _first_record(path: Path) -> dict:
+    with open(path) as handle:
+        line = handle.readline()
+    return json.loads(line) if line.strip() else {}
+
+
+class SenderCache(dict):
+    """A dict whose per-example entries persist in `folder`'s file for `fingerprint` (its first line, then JSON
+    lines of {"key": [...], "value": ...})."""
+
+    def __init__(self, folder: Path, fingerprint: dict):
         super().__init__()
-        self.path = Path(path)
+        self.path, legacy = cache_path(folder, fingerprint), Path(folder) / LEGACY_NAME
+        if not self.path.exists() and legacy.is_file() and _first_record(legacy).get("fingerprint") == fingerprint:
+            legacy.rename(self.path)
         trim_partial_line(self.path)
         lines = self.path.read_text().splitlines() if self.path.is_file() else []
-        head = json.loads(lines[0]) if lines else {}
-        if lines and head.get("fingerprint") != fingerprint:          # another sender's work: kept aside
-            aside = self.path.with_name(f"{self.path.stem}.stale-{len(list(self.path.parent.glob('*.stale-*')))}"
-                                        f"{self.path.suffix}")
-            self.path.rename(aside)
-            lines = []
+        if lines and json.loads(lines[0]).get("fingerprint") != fingerprint:
+            raise ValueError(f"{self.path}: holds the work of another sender (its first line says which)")
         if not lines:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
