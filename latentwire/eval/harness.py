@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +195,30 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     return system
 
 
+def _missing_rows(config: Config, grid: list, receivers: dict[str, Receiver], system, examples: list[QAExample],
+                  done: set, progress: bool, memo: dict, peers: dict) -> Iterator[MethodRun]:
+    """Each (receiver, method, setting) of `grid` whose row key is not in `done`, run in turn."""
+    commit = code_commit()
+    codings, notes = build_codings(config, receivers)
+    sender = receivers[config.receivers[0].name]
+    for spec in config.receivers:
+        receiver = receivers[spec.name]
+        builder = PromptBuilder(receiver.tokenizer, config.prompt, receiver.name)
+        for method, value in grid:
+            setting = METHODS[method].setting
+            if (spec.name, method, *(value if setting == name else None for name in SETTINGS)) in done:
+                continue
+            ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
+                                peers=peers, **({setting: value} if setting else {}))
+            result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
+                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,
+                                config.eval.shuffle_test)
+            result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
+                              resolved_dtype=str(receiver.model.dtype).removeprefix("torch."),
+                              **({"coding_notes": notes} if notes else {}))
+            yield result
+
+
 def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receiver] | None = None,
              memo: dict | None = None, peers: dict | None = None) -> list[dict]:
     """Run every receiver x method of `config`; write metrics.json, predictions.jsonl, results.md.
@@ -218,28 +243,11 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
     receivers = {} if receivers is None else receivers     # models loaded here are added (callers reuse them)
     system = load_models(config, grid, receivers)
     folder.open(rows)
-    started, commit = time.perf_counter(), code_commit()
-    codings, notes = build_codings(config, receivers)
-    memo = {} if memo is None else memo
-    sender, peers = receivers[config.receivers[0].name], {} if peers is None else peers
-    for spec in config.receivers:
-        receiver = receivers[spec.name]
-        builder = PromptBuilder(receiver.tokenizer, config.prompt, receiver.name)
-        for method, value in grid:
-            setting = METHODS[method].setting
-            key = (spec.name, method, *(value if setting == name else None for name in SETTINGS))
-            if key in done:
-                continue
-            ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
-                                peers=peers, **({setting: value} if setting else {}))
-            result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
-                                progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,
-                                config.eval.shuffle_test)
-            result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
-                              resolved_dtype=str(receiver.model.dtype).removeprefix("torch."),
-                              **({"coding_notes": notes} if notes else {}))
-            folder.append(result.row, result.predictions)
-            rows.append(result.row)
+    started = time.perf_counter()
+    for result in _missing_rows(config, grid, receivers, system, examples, done, progress,
+                                {} if memo is None else memo, {} if peers is None else peers):
+        folder.append(result.row, result.predictions)
+        rows.append(result.row)
     predictions = folder.path / "predictions.jsonl"
     rows = derived_rows(rows, predictions)
     if config.eval.joint and len(config.receivers) > 1 and config.wire.bits in config.wire.eval_bits and system:
