@@ -389,10 +389,24 @@ class Config:
 
 def config_problems(config: Config) -> list[str]:
     """Why `config` cannot work: combinations of features and settings refused when it is read."""
-    f, problems = config.features, []
-    if f.lora.enabled:
-        if f.lora.rank < 1 or not f.lora.targets:
-            problems.append("features.lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
+    problems = _feature_problems(config.features)
+    task = TASKS.get(config.loss.objective)
+    if task is None:
+        problems.append(f"loss.objective must be one of {', '.join(TASKS)}, got {config.loss.objective!r}")
+    else:
+        problems += task.problems(config)
+    problems += _encoder_problems(config.encoder)
+    problems += _token_reader_problems(config.encoder, config.features)
+    if config.features.enabled() and config.encoder.M + config.encoder.private_slots < 1:
+        problems.append("features read the latent: encoder.M must be >= 1")
+    return problems + value_problems(config)
+
+
+def _feature_problems(f: FeaturesConfig) -> list[str]:
+    """The receiver features' settings that cannot work."""
+    problems = []
+    if f.lora.enabled and (f.lora.rank < 1 or not f.lora.targets):
+        problems.append("features.lora.enabled needs lora.rank >= 1 and at least one lora.targets module")
     if f.deep_prefix.enabled and f.deep_prefix.rank < 1:
         problems.append("features.deep_prefix.enabled needs deep_prefix.rank >= 1")
     if f.latent_adapters.enabled:
@@ -402,14 +416,14 @@ def config_problems(config: Config) -> list[str]:
             problems.append("features.latent_adapters.layers must be >= 0")
     if f.coprocessor.enabled and (f.coprocessor.entries < 1 or f.coprocessor.width < 8):
         problems.append("features.coprocessor.enabled needs coprocessor.entries >= 1 and width >= 8")
-    task = TASKS.get(config.loss.objective)
-    if task is None:
-        problems.append(f"loss.objective must be one of {', '.join(TASKS)}, got {config.loss.objective!r}")
-    else:
-        problems += task.problems(config)
-    if config.encoder.input not in ("prompt", "context"):
-        problems.append(f"encoder.input must be prompt or context, got {config.encoder.input!r}")
-    e = config.encoder
+    return problems
+
+
+def _encoder_problems(e: EncoderConfig) -> list[str]:
+    """The encoder's settings that cannot work (the token reader's apart: _token_reader_problems)."""
+    problems = []
+    if e.input not in ("prompt", "context"):
+        problems.append(f"encoder.input must be prompt or context, got {e.input!r}")
     if e.select not in ("surprise", "prefix", "prune"):
         problems.append(f"encoder.select must be surprise, prefix or prune, got {e.select!r}")
     if not 0 < e.keep_ratio <= 1:
@@ -419,28 +433,32 @@ def config_problems(config: Config) -> list[str]:
                         f"got {e.tokens_per_slot}")
     elif e.kind != "token_code" and (e.tokens_per_slot != 1 or e.select != "surprise"):
         problems.append("encoder.tokens_per_slot and encoder.select apply to encoder.kind=token_code only")
-    if e.kind == "token_ids":
-        if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
-            problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
-        if e.merge not in ("weighted", "mlp"):
-            problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
-        if e.coder not in ("unigram", "bigram") or (e.bigram and e.coder != "bigram"):
-            problems.append(f"encoder.coder must be unigram or bigram (encoder.bigram needs bigram), got {e.coder!r}")
-        if e.focus and e.input != "context":
-            problems.append("encoder.focus needs encoder.input=context (the receiver focuses the context it was "
-                            "sent, for the question it holds)")
-        if e.focus < 0 or e.focus_scorer not in ("lexical", "minilm") or not 0 <= e.focus_share <= 1:
-            problems.append(f"encoder.focus must be >= 0, encoder.focus_scorer lexical or minilm and "
-                            f"encoder.focus_share in [0, 1], got {e.focus}, {e.focus_scorer!r}, {e.focus_share}")
-        if e.private_slots or any(name != "lora" for name in f.enabled()):
-            problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
-                            "adapters or coprocessor)")
-    elif e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus or e.coder != "unigram" or e.bigram:
-        problems.append("encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram and "
-                        "encoder.focus apply to encoder.kind=token_ids only")
-    if f.enabled() and config.encoder.M + config.encoder.private_slots < 1:
-        problems.append("features read the latent: encoder.M must be >= 1")
-    problems += value_problems(config)
+    return problems
+
+
+def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
+    """The token reader's settings (encoder.kind=token_ids) that cannot work, or that are set for another kind."""
+    if e.kind != "token_ids":
+        if e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus or e.coder != "unigram" or e.bigram:
+            return ["encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram and encoder.focus "
+                    "apply to encoder.kind=token_ids only"]
+        return []
+    problems = []
+    if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
+        problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
+    if e.merge not in ("weighted", "mlp"):
+        problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
+    if e.coder not in ("unigram", "bigram") or (e.bigram and e.coder != "bigram"):
+        problems.append(f"encoder.coder must be unigram or bigram (encoder.bigram needs bigram), got {e.coder!r}")
+    if e.focus and e.input != "context":
+        problems.append("encoder.focus needs encoder.input=context (the receiver focuses the context it was "
+                        "sent, for the question it holds)")
+    if e.focus < 0 or e.focus_scorer not in ("lexical", "minilm") or not 0 <= e.focus_share <= 1:
+        problems.append(f"encoder.focus must be >= 0, encoder.focus_scorer lexical or minilm and "
+                        f"encoder.focus_share in [0, 1], got {e.focus}, {e.focus_scorer!r}, {e.focus_share}")
+    if e.private_slots or any(name != "lora" for name in f.enabled()):
+        problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
+                        "adapters or coprocessor)")
     return problems
 
 
