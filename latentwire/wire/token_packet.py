@@ -82,11 +82,14 @@ def read_varint(data: bytes, offset: int, what: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class TokenPacket:
-    """What a version 2 packet carries: the context's shared ids [T], the question's [Q] (None if absent)."""
+    """What a version 2 packet carries: the context's shared ids [T], the question's [Q] (None if absent), and
+    the exact texts they spell."""
 
     coder_id: bytes
     context_ids: list[int]
     question_ids: list[int] | None
+    context: str
+    question: str | None
 
 
 class TokenWire:
@@ -161,21 +164,16 @@ class TokenWire:
             raise PacketError(f"packet claims {sum(counts)} tokens in {words} payload words")
         try:
             ids = self._uncode(payload, list(counts), "packet")
-            self.vocabulary.decode(ids[: counts[0]])          # the ids must spell text (a receiver reads it)
-            self.vocabulary.decode(ids[counts[0]:])
-        except CodingError as error:
-            raise PacketError(f"packet's tokens do not decode to text: {error}") from None
-        context = ids[: counts[0]]
-        return TokenPacket(self.id, context, ids[counts[0]:] if len(counts) == 2 else None)
+            context, question = ids[: counts[0]], ids[counts[0]:] if len(counts) == 2 else None
+            texts = self.vocabulary.decode(context), None if question is None else self.vocabulary.decode(question)
+        except CodingError as error:                       # the ids must spell text: a receiver reads it
+            raise PacketError(f"packet's tokens do not spell text: {error}") from None
+        return TokenPacket(self.id, context, question, *texts)
 
     def decode(self, data: bytes) -> tuple[str, str | None]:
         """(context, question or None): the exact texts of an untrusted version 2 packet."""
         packet = self.unpack(data)
-        try:
-            return (self.vocabulary.decode(packet.context_ids),
-                    None if packet.question_ids is None else self.vocabulary.decode(packet.question_ids))
-        except CodingError as error:
-            raise PacketError(f"packet's tokens do not spell text: {error}") from None
+        return packet.context, packet.question
 
 
 def is_version_2(data: bytes) -> bool:
