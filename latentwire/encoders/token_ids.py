@@ -30,11 +30,6 @@ class TokenBatch:
         return TokenBatch(self.ids.to(device), self.mask.to(device),
                           None if self.focus is None else self.focus.to(device))
 
-    def rolled(self) -> TokenBatch:
-        """Each example paired with the next one's tokens (the shuffled-packet condition)."""
-        roll = lambda t: None if t is None else torch.roll(t, 1, 0)  # noqa: E731
-        return TokenBatch(roll(self.ids), roll(self.mask), roll(self.focus))
-
     def uniform(self) -> TokenBatch:
         """The same tokens without focus marks."""
         return TokenBatch(self.ids, self.mask)
