@@ -170,6 +170,27 @@ def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
         run_method(MethodContext(pair["a"], builder, k=2), examples, "latent_k", 2, 2, progress=False)
 
 
+def test_a_shuffled_packet_is_read_for_the_receivers_own_question(tmp_path, pair, table):
+    from latentwire.eval.controls import other_latent
+    from latentwire.eval.methods import METHODS, MethodContext
+    from latentwire.prompt import PromptBuilder
+
+    config = _config(tmp_path, table, "encoder.focus=1")
+    system = build_system(config, pair).eval()
+    builder = PromptBuilder(pair["a"].tokenizer, config.prompt, "a")
+    ctx = MethodContext(pair["a"], builder, system=system, regime="context_only", k=3)
+    prompts = [METHODS["latent_focus"].build(e, ctx) for e in EXAMPLES[:2]]
+    assert torch.equal(prompts[0].read_for(EXAMPLES[0].question), prompts[0].latent_embeds)
+    # receiver 1 holds packet 0 and marks its focus with its own question, not with question 0 (this one
+    # picks another sentence of context 0 than question 0 does)
+    question = "Who puts the pieces together by the process of closure?"
+    shuffled = other_latent(prompts, 1, question)
+    packet = system.as_batch(system.decode(system.encode("", EXAMPLES[0].context)))
+    expected = system.receiver_embeds("a", system.token_reading(packet, question, True), 3)[0]
+    assert torch.allclose(shuffled, expected.to(shuffled.device))
+    assert shuffled.shape != prompts[0].latent_embeds.shape or not torch.equal(shuffled, prompts[0].latent_embeds)
+
+
 def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     import importlib.util
     from pathlib import Path

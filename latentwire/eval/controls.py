@@ -3,6 +3,8 @@
 `shuffle_test` scores each example's gold answer with its own latent, example i-1's and none
 (bits_specific, bits_prior: latentwire.shuffle_test); `shuffled_answers` generates each answer from
 example i-1's latent and scores it (f1_shuffled: what a trained reader reaches without its packet).
+Example i-1's packet is read as receiver i would read it: for question i (a two-resolution reader marks
+its focus with the question it holds).
 """
 from __future__ import annotations
 
@@ -16,14 +18,20 @@ from latentwire.eval.squad_metrics import best_em_f1, clean_prediction
 from latentwire.shuffle_test import LN2, summarize
 
 
-def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], gold_ids: list[list[int]],
+def other_latent(prompts: list[PromptInput], i: int, question: str) -> torch.Tensor:
+    """Example i-1's latent embeddings [M_r, d] as the receiver of example i (asking `question`) reads them."""
+    other = prompts[(i - 1) % len(prompts)]
+    return other.read_for(question) if other.read_for is not None else other.latent_embeds
+
+
+def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], questions: list[str], gold_ids: list[list[int]],
                  own_nll: list[list[float]], batch_size: int, pad_id: int) -> dict[str, float]:
     """The shuffled-latent test on the gold answers (see latentwire.shuffle_test): example i scored
     with its own latent (`own_nll`, nats per token), with example i-1's latent, and with none (each
     keeping its own question text in context-only mode), all read through the trained receiver features."""
     n = len(prompts)
     nothing = prompts[0].latent_embeds[:0]
-    conditions = {"shuffled": ([latent_prompt(ctx, prompts[(i - 1) % n].latent_embeds, prompts[i].after_ids)
+    conditions = {"shuffled": ([latent_prompt(ctx, other_latent(prompts, i, questions[i]), prompts[i].after_ids)
                                 for i in range(n)], ctx.features),
                   "none": ([latent_prompt(ctx, nothing, prompts[i].after_ids) for i in range(n)], ctx.features)}
     bits = {"own": torch.tensor([sum(x) / LN2 for x in own_nll])}
@@ -43,7 +51,8 @@ def shuffled_answers(ctx: MethodContext, prompts: list[PromptInput], examples: l
     """EM/F1 of the answers generated for example i from example i-1's latent (its own question text
     kept in context-only mode): {"em_shuffled", "f1_shuffled"}."""
     n = len(prompts)
-    inputs = [latent_prompt(ctx, prompts[(i - 1) % n].latent_embeds, prompts[i].after_ids) for i in range(n)]
+    inputs = [latent_prompt(ctx, other_latent(prompts, i, examples[i].question), prompts[i].after_ids)
+              for i in range(n)]
     scores = []
     for batch in iter_batches(list(range(n)), batch_size):
         out = greedy_decode(ctx.receiver, [inputs[i] for i in batch], max_new_tokens, ctx.builder.stop_ids, pad_id,

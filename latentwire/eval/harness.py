@@ -83,7 +83,8 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            **_receiver_ms(timed), **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.trained and len(predictions) >= 2 and shuffle:
         pad_id = ctx.builder.pad_id
-        row.update(shuffle_test(ctx, prompts, gold_ids, [p["nll"] for p in predictions], batch_size, pad_id))
+        questions, nll = [e.question for e in examples], [p["nll"] for p in predictions]
+        row.update(shuffle_test(ctx, prompts, questions, gold_ids, nll, batch_size, pad_id))
         if shuffled_f1:
             row.update(shuffled_answers(ctx, prompts, examples, max_new_tokens, batch_size, pad_id))
     for p in predictions:

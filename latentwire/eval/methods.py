@@ -67,7 +67,7 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
     if ctx.system is None:
         raise ValueError("eval method 'latent' needs a trained model: set checkpoint=<checkpoint dir>")
     return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context, ctx.bits),
-                          lambda z: z)
+                          lambda z, question: z)
 
 
 def _token_reader(method: str, focus: bool):
@@ -79,7 +79,7 @@ def _token_reader(method: str, focus: bool):
             raise ValueError(f"eval method {method!r} needs a token reader: checkpoint=<a run of "
                              "encoder.kind=token_ids>")
         return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context),
-                              lambda z: ctx.system.token_reading(z, example.question, focus))
+                              lambda z, question: ctx.system.token_reading(z, question, focus))
     return build
 
 
@@ -94,22 +94,27 @@ def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
     scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
     chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
     return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()),
-                          lambda z: z.uniform())
+                          lambda z, question: z.uniform())
 
 
 def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], bytes],
-                   view: Callable[[object], object]) -> PromptInput:
+                   view: Callable[[object, str], object]) -> PromptInput:
     """A trained model's prompt: `encode()` -> the packet (timed as the sender's work); the receiver decodes
-    it, `view`s what it decoded (a token reader: its focus) and reads it at ctx.k (timed as receive())."""
+    it, `view`s what it decoded for the question it holds (a token reader: its focus) and reads it at ctx.k
+    (timed as receive()). `read_for(question)` is the same packet read for another question (the shuffled
+    controls: a receiver marks its focus with its own question, whatever packet it got)."""
     started = time.perf_counter()
     packet = encode()
     sender_seconds = time.perf_counter() - started
     text = ctx.system.text_after(example.question, example.context)       # the question, context-only mode
 
-    def receive() -> tuple[PromptInput, torch.Tensor]:     # what the receiver does with the packet it holds
-        z = view(ctx.system.as_batch(ctx.system.decode(packet)))     # [1, slots, d_z], or a TokenBatch of one
-        latent = ctx.system.receiver_embeds(ctx.receiver.name, z, ctx.k or None).to(ctx.receiver.device)
-        return latent_prompt(ctx, latent[0], ctx.builder.encode(text) if text else []), z
+    def read(question: str) -> tuple[torch.Tensor, object]:   # the packet's receiver embeddings [M_r, d]
+        z = view(ctx.system.as_batch(ctx.system.decode(packet)), question)  # [1, slots, d_z] or a TokenBatch
+        return ctx.system.receiver_embeds(ctx.receiver.name, z, ctx.k or None).to(ctx.receiver.device)[0], z
+
+    def receive() -> tuple[PromptInput, object]:     # what the receiver does with the packet it holds
+        latent, z = read(example.question)
+        return latent_prompt(ctx, latent, ctx.builder.encode(text) if text else []), z
     prompt, z = receive()
     content = format_content(example.question, example.context)
     raw, packed = message_text_bytes(example.question, example.context)
@@ -120,7 +125,8 @@ def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], 
     return replace(prompt, content=content, latent=latent, wire_bytes=len(packet) + len(question.encode("utf-8")),
                    wire_bytes_coded_question=coded,
                    content_tokens=len(ctx.builder.encode(content)) - len(prompt.after_ids), text_bytes=raw,
-                   text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0])
+                   text_bytes_zstd=packed, sender_seconds=sender_seconds, receive=lambda: receive()[0],
+                   read_for=lambda question: read(question)[0])
 
 
 def latent_prompt(ctx: MethodContext, latent_embeds: torch.Tensor, after_ids: list[int]) -> PromptInput:

@@ -48,6 +48,7 @@ class PromptInput:
     coded_bytes: dict[str, int] = field(default_factory=dict)       # bytes of codings the method ran itself
     decode_seconds: dict[str, float] = field(default_factory=dict)  # and their decoding time
     receive: Callable[[], PromptInput] | None = None  # the receiver's work from what it holds to this prompt
+    read_for: Callable[[str], torch.Tensor] | None = None  # latent methods: latent_embeds read for another question
     exact: bool = True               # a lossless method's decoded text equals the sent text
 
     @property
