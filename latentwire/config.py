@@ -174,7 +174,7 @@ class EncoderConfig:
     the rest of the context k to a position): those focus_scorer ranks highest for the question, marked by
     the receiver (latentwire.adapters.focus); 0: every step reads uniformly."""
     focus_scorer: str = "lexical"
-    """token_ids: the sentence scorer of the focus (latentwire.eval.sentences.SCORERS)."""
+    """token_ids: the sentence scorer of the focus (latentwire.sentences.SCORERS)."""
     focus_share: float = 0.5
     """token_ids with focus > 0: the share of training steps read at two resolutions (drawn per step, as k)."""
 

@@ -5,7 +5,7 @@ import pytest
 from latentwire.config import PromptConfig
 from latentwire.data.loaders import load_examples
 from latentwire.eval.methods import METHODS, MethodContext
-from latentwire.eval.sentences import SCORERS, split_sentences
+from latentwire.sentences import SCORERS, split_sentences
 from latentwire.llm.loader import load_receiver
 from latentwire.prompt import PromptBuilder
 from latentwire.wire.codings import text_codings

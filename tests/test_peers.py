@@ -6,7 +6,7 @@ from latentwire.data.examples import QAExample
 from latentwire.data.loaders import load_examples
 from latentwire.eval.harness import evaluate
 from latentwire.eval.methods import METHODS, MethodContext
-from latentwire.eval.sentences import lexical_scores, select_sentences, split_sentences
+from latentwire.sentences import lexical_scores, select_sentences, split_sentences
 from latentwire.prompt import PromptBuilder
 
 EXAMPLES, _ = load_examples("squad", n=4, seed=0, max_context_chars=300)

@@ -1,5 +1,5 @@
 """Receiver-side focus for two-resolution reading: a lossless packet's context tokens that lie in the sentences
-most similar to the question (the selection peers' rule, latentwire.eval.sentences), marked so that the
+most similar to the question (the selection peers' rule, latentwire.sentences), marked so that the
 reader gives each of them a position of its own (latentwire.adapters.token_merge.focus_layout).
 
 The receiver knows the question and, from a version 2 packet, the context's exact tokens, so it marks them
@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
-from latentwire.eval.sentences import SCORERS, split_sentences
+from latentwire.sentences import SCORERS, split_sentences
 from latentwire.wire.shared_vocab import SharedVocabulary
 
 
 @cache
 def focus_scorer(name: str) -> Callable[[str, list[str]], list[float]]:
-    """The sentence scorer `name` of latentwire.eval.sentences.SCORERS, built once per process."""
+    """The sentence scorer `name` of latentwire.sentences.SCORERS, built once per process."""
     if name not in SCORERS:
         raise ValueError(f"focus scorer must be one of {sorted(SCORERS)}, got {name!r}")
     return SCORERS[name]()

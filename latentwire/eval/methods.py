@@ -19,7 +19,7 @@ from latentwire.eval import peer_methods
 from latentwire.eval.peer_methods import message_text_bytes, text_prompt
 from latentwire.config import REGIMES
 from latentwire.eval.prompt_input import MethodContext, PromptInput
-from latentwire.eval.sentences import SCORERS, select_sentences
+from latentwire.sentences import SCORERS, select_sentences
 from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
 from latentwire.prompt import format_content
 

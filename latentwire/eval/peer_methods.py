@@ -21,7 +21,7 @@ import zstandard
 from latentwire.data.examples import QAExample
 from latentwire.eval.llmlingua_peer import compress_context, offline_compressor
 from latentwire.eval.prompt_input import MethodContext, PromptInput, sent_message
-from latentwire.eval.sentences import SCORERS, select_sentences
+from latentwire.sentences import SCORERS, select_sentences
 from latentwire.prompt import format_content
 from latentwire.wire.lm_coding import LMCoder
 

@@ -1,4 +1,5 @@
-"""Sentence selection: the context sentences most similar to the question, kept in context order.
+"""Sentence selection (shared by the selection peers, the question-aware sender and the reader's focus): the
+context sentences most similar to the question, kept in context order.
 
 `split_sentences` is a tested rule (a sentence ends at . ! or ? followed by a space and a capital, digit or
 quote, except after a known abbreviation or an initial). Scorers are looked up in SCORERS: `lexical` (how
