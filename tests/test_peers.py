@@ -106,3 +106,10 @@ def test_a_method_outside_its_regime_is_refused():
     with pytest.raises(ValueError, match="token_budget"):
         from latentwire.eval.harness import method_grid
         method_grid(load_config(None, ["eval.methods=[token_budget]", "eval.regime=context_only"]))
+
+
+def test_a_method_skips_the_settings_another_row_already_reads():
+    from latentwire.eval.harness import method_grid
+
+    grid = method_grid(load_config(None, ["eval.methods=[latent_k,latent_focus]", "eval.ks=[1,2,4]"]))
+    assert grid == [("latent_k", 1), ("latent_k", 2), ("latent_k", 4), ("latent_focus", 2), ("latent_focus", 4)]

@@ -163,8 +163,8 @@ def _score(example: QAExample, prompt: PromptInput, gold_ids: list[int], generat
 
 
 def method_grid(config: Config) -> list[tuple[str, object]]:
-    """(method, setting value or None) to run: a method with a setting once per value of its config list;
-    every method must run in the config's eval.regime."""
+    """(method, setting value or None) to run: a method with a setting once per value of its config list
+    (but its `skips`); every method must run in the config's eval.regime."""
     unknown = [m for m in config.eval.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown eval method(s) {unknown}; known: {sorted(METHODS)}")
@@ -174,7 +174,8 @@ def method_grid(config: Config) -> list[tuple[str, object]]:
     values = {"budget": config.eval.budgets, "bits": config.wire.eval_bits, "sentences": config.eval.sentences,
               "rate": config.eval.rates, "k": config.eval.ks}
     return [(m, value) for m in config.eval.methods
-            for value in (values[METHODS[m].setting] if METHODS[m].setting else [None])]
+            for value in (values[METHODS[m].setting] if METHODS[m].setting else [None])
+            if value not in METHODS[m].skips]
 
 
 def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):

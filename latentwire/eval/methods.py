@@ -146,7 +146,9 @@ class Method:
     """A named way of prompting. A method with a `setting` runs once per value of that setting's config list;
     `regimes` are the ones it runs in (latentwire.config.REGIMES); `coding` is the wire coding its
     wire_bytes counts (text methods: utf8, lm_coded: lm, latents: their packet); a `trained` method reads
-    through the trained model (its receiver features on, the shuffled-latent controls run)."""
+    through the trained model (its receiver features on, the shuffled-latent controls run); `skips` are
+    setting values it does not run because another row is the same reading (latent_focus at k = 1 is
+    latent_k at k = 1: every token has its own position either way)."""
 
     name: str
     build: Callable[[QAExample, MethodContext], PromptInput]
@@ -155,6 +157,7 @@ class Method:
     coding: str = "utf8"
     regimes: tuple[str, ...] = REGIMES
     trained: bool = False
+    skips: tuple = ()
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -186,7 +189,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("latent_k", _token_reader("latent_k", False), "k", coding="packet", trained=True,
            description="a token reader's lossless packet (every context token, entropy-coded), read k tokens "
                        "a position at each eval.ks"),
-    Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True,
+    Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True, skips=(1,),
            description="the same packet at two resolutions: the sentences the receiver picks for the question "
                        "(encoder.focus, at least one) a token a position, the rest k a position"),
     Method("latent_selected", _latent_selected, "k", coding="packet", trained=True, regimes=("question_aware",),
