@@ -90,14 +90,12 @@ def report(rows: list[dict], results: Path) -> None:
     """Write <results>/pareto.json and the two plots; print the table and the front."""
     from latentwire.eval.pareto import pareto_points, relative_to_text
     from latentwire.eval.report import plain_table
-    from latentwire.precision import cpu_info
+    from latentwire.precision import machine_info
     from plot import plot
 
     rows = relative_to_text(rows)
     points = pareto_points(rows)
-    model, flags = cpu_info()
-    result = {"machine": {"cpu": model, "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})},
-              "rows": rows, "points": points}
+    result = {"machine": machine_info(), "rows": rows, "points": points}
     results.mkdir(parents=True, exist_ok=True)
     (results / "pareto.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(points, results)

@@ -75,11 +75,10 @@ def main() -> None:
     parser.add_argument("--receivers", help="receivers= override, e.g. smollm2-135m (default: both)")
     args = parser.parse_args()
     from latentwire.eval.report import plain_table
-    from latentwire.precision import cpu_info
+    from latentwire.precision import machine_info
     from latentwire.provenance import code_commit
     rows = compare({dtype: run(dtype, args) for dtype in ("float32", "auto")})
-    model, flags = cpu_info()
-    result = {"machine": {"cpu": model, "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})},
+    result = {"machine": machine_info(),
               "commit": code_commit(), "rows": rows,
               "training": training_losses(args.train_logs) if args.train_logs else None}
     (HERE / "results").mkdir(exist_ok=True)

@@ -44,12 +44,11 @@ def evaluate_step(args, step: int, checkpoint: Path | None, methods: list[str], 
 def report(rows: list[dict], results: Path) -> None:
     """Write <results>/reader_curve.json and reader_curve.png; print the table."""
     from latentwire.eval.report import plain_table
-    from latentwire.precision import cpu_info
+    from latentwire.precision import machine_info
 
-    model, flags = cpu_info()
     results.mkdir(parents=True, exist_ok=True)
     (results / "reader_curve.json").write_text(json.dumps(
-        {"machine": {"cpu": model, "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})}, "rows": rows},
+        {"machine": machine_info(), "rows": rows},
         indent=2) + "\n")
     print(plain_table(sorted(rows, key=lambda r: (r["receiver"], r["step"] or 0, r["method"], r.get("k") or 0)),
                       COLUMNS))

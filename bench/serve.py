@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -111,7 +110,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "serve.json"))
     args = parser.parse_args()
     from latentwire.atomic import atomic_write_bytes
-    from latentwire.precision import cpu_info
+    from latentwire.precision import machine_info
     from latentwire.provenance import code_commit
 
     logs = HERE.parent / "runs" / "bench-serve"
@@ -133,9 +132,7 @@ def main() -> None:
         rows.append(measure(server, work, "no-batching", max(args.levels), args.seconds))
     finally:
         server.stop()
-    model, flags = cpu_info()
-    result = {"machine": {"cpu": model, "cores": os.cpu_count(),
-                          "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})},
+    result = {"machine": machine_info(),
               "commit": code_commit(), "model_id": info["model_id"], "server_start_s": load_seconds,
               "settings": {"queue_limit": args.queue_limit, "max_body_bytes": args.max_body_bytes,
                            "max_batch": info["limits"]["max_batch"], "mix": "7 answer : 2 encode : 1 info",

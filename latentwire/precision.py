@@ -9,6 +9,7 @@ whatever the choice: bfloat16 is for the frozen receivers' weights and, under au
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from functools import lru_cache
@@ -33,6 +34,12 @@ def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     return fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
+
+
+def machine_info() -> dict:
+    """What a benchmark records of the machine it timed on: {"cpu", "cores", "bf16_flags"}."""
+    model, flags = cpu_info()
+    return {"cpu": model, "cores": os.cpu_count(), "bf16_flags": sorted(flags & {"amx_bf16", "avx512_bf16"})}
 
 
 def matmul_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
