@@ -6,7 +6,8 @@ Per coding (latentwire/wire/codings.py: utf8, zstd-19, shared-vocabulary ids, un
 shipped table, bigram: order-1 on top of it), the mean bytes of question + newline + context and of the
 context alone, every round trip checked exact; the shared-token count and the bits a token of the unigram and
 bigram codings. And the version 2 packet (latentwire/wire/token_packet.py) of the context, or of the context
-with the question, under either coder: its mean bytes, header + CRC included, and its median and p90 decode
+with the question, under either coder (and of the context framed as a token reader's sender packs it, "Context: ...",
+the framing left out of the packet: flag bit 1): its mean bytes, header + CRC included, and its median and p90 decode
 time (the first packet included, which builds the bigram coder's models), every packet decoded back to its
 exact texts.
 """
@@ -25,6 +26,7 @@ def main() -> None:
     from latentwire.data.loaders import load_examples
     from latentwire.eval.report import plain_table
     from latentwire.llm.loader import load_receiver
+    from latentwire.prompt import split_content
     from latentwire.provenance import code_commit
     from latentwire.wire.bigram import BigramTable
     from latentwire.wire.codings import text_codings
@@ -40,10 +42,12 @@ def main() -> None:
              "bigram": TokenWire(vocabulary, UnigramTable.load(), BigramTable.load())}
     examples, _ = load_examples("squad", "", "validation", config.data.n, config.data.seed,
                                 config.data.max_context_chars)
+    framed = [split_content(e.question, e.context, "context")[0] for e in examples]   # "Context: ..."
     rows = []
     for part, texts, pairs in (("question+context", [f"{e.question}\n{e.context}" for e in examples],
                                 [(e.context, e.question) for e in examples]),
-                               ("context", [e.context for e in examples], [(e.context, None) for e in examples])):
+                               ("context", [e.context for e in examples], [(e.context, None) for e in examples]),
+                               ("framed context (a token reader's packet)", framed, [(t, None) for t in framed])):
         row = {"text": part, "n": len(texts), "shared_tokens": statistics.mean(len(vocabulary.encode(t)) for t in texts)}
         for name, coding in codings.items():
             sizes = []

@@ -42,6 +42,28 @@ def test_an_order1_coder_round_trips_codes_shorter_and_is_another_coder(wire, bi
     assert bigram_wire.read_message(bigram_wire.message("Who wrote it?")) == "Who wrote it?"
 
 
+@pytest.mark.parametrize("name", ["wire", "bigram_wire"])
+def test_a_framed_context_leaves_the_framing_out_and_gets_it_back(name, request):
+    from latentwire.wire.token_packet import FLAG_FRAMED, FRAMING, describe
+
+    coder = request.getfixturevalue(name)
+    framed, bare = f"{FRAMING} {CONTEXT}", f" {CONTEXT}"
+    packet = coder.encode(framed, "What is the capital?")
+    assert packet[3] & FLAG_FRAMED and describe(packet)["framed"]
+    assert coder.decode(packet) == (framed, "What is the capital?")
+    assert coder.unpack(packet).context_ids == coder.vocabulary.encode(framed)
+    framing, coder.framing_ids = coder.framing_ids, [-2]          # a framing no context starts with: all sent
+    try:
+        sent_whole = coder.encode(framed, "What is the capital?")
+    finally:
+        coder.framing_ids = framing
+    assert not sent_whole[3] & FLAG_FRAMED and len(packet) <= len(sent_whole)
+    assert describe(packet)["context_tokens"] == len(coder.vocabulary.encode(framed)) - len(coder.framing_ids)
+    for text in (CONTEXT, FRAMING, FRAMING + "x"):     # not framed, or nothing after the framing: sent whole
+        assert coder.decode(coder.encode(text)) == (text, None)
+    assert not coder.encode(FRAMING)[3] & FLAG_FRAMED and not coder.encode(bare)[3] & FLAG_FRAMED
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 60), st.binary(min_size=1, max_size=6))
 def test_mutated_order1_packets_never_crash(bigram_wire, position, patch):

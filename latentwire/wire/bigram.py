@@ -125,13 +125,14 @@ class BigramCoder:
                 self._models[previous] = (model, {i: n for n, i in enumerate(ids)}, ids)
         return self._models[previous]
 
-    def encode(self, segments: list[list[int]]) -> bytes:
-        """Segments of shared ids (each from START) -> the range coder's 32-bit words as bytes."""
+    def encode(self, segments: list[list[int]], starts: list[int] | None = None) -> bytes:
+        """Segments of shared ids (segment i coded after starts[i]: the id before it, START by default) -> the
+        range coder's 32-bit words as bytes."""
         import constriction
 
         encoder = constriction.stream.queue.RangeEncoder()
-        for segment in segments:
-            previous = START
+        for segment, start in zip(segments, starts or [START] * len(segments)):
+            previous = start
             for token in segment:
                 context = self._context(previous)
                 if context is not None:
@@ -142,8 +143,9 @@ class BigramCoder:
                 previous = token
         return encoder.get_compressed().astype("<u4").tobytes()
 
-    def decode(self, data: bytes, counts: list[int], name: str = "packet") -> list[int]:
-        """The ids of `counts` segments (one list, in order) from `data` (CodingError on malformed bytes)."""
+    def decode(self, data: bytes, counts: list[int], name: str = "packet", starts: list[int] | None = None) -> list[int]:
+        """The ids of `counts` segments (one list, in order; segment i after starts[i], as encode) from `data`
+        (CodingError on malformed bytes)."""
         import constriction
 
         if len(data) % 4:
@@ -151,8 +153,8 @@ class BigramCoder:
         out: list[int] = []
         try:
             decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-            for count in counts:
-                previous = START
+            for count, start in zip(counts, starts or [START] * len(counts)):
+                previous = start
                 for _ in range(count):
                     context = self._context(previous)
                     token = -1

@@ -8,14 +8,16 @@ Layout (little-endian, no padding)::
     offset  size  field
     0       2     magic b"LW"   (a version 1 packet starts b"LWIR": byte 2 tells them apart)
     2       1     version (u8, = 2)
-    3       1     flags (bit 0: the question follows the context; the other bits are 0)
+    3       1     flags (bit 0: the question follows the context; bit 1: framed, the context's ids start
+                  with those of FRAMING, the prompt's "Context:", which are not sent; the other bits are 0)
     4       4     coder id: what a receiver needs to decode (shared vocabulary + coding table), not a weights id
     8       1-3   context tokens T (unsigned LEB128 varint)
     ..      1-3   question tokens Q (varint; only with flag bit 0)
     ..      4*w   payload: the T (+ Q) ids range-coded (constriction), w 32-bit words
     end-4   4     CRC32 (zlib.crc32) of every byte before it
 
-Header + CRC: 14 bytes for a context of 128..16383 tokens alone, 15 with a question under 128 tokens.
+A framed context is coded from the framing's last id, as if it had been sent: the receiver puts the framing
+back before it reads, so the reader sees the same ids either way. Header + CRC: 14 bytes for a context of 128..16383 tokens alone, 15 with a question under 128 tokens.
 The CRC catches corruption; it is not authentication (latentwire/wire/auth.py). Every malformed input gets a
 one-line PacketError; sizes are checked against len(data) before anything is decoded.
 """
@@ -27,7 +29,7 @@ import zlib
 from dataclasses import dataclass
 
 from latentwire.errors import CodingError, PacketError
-from latentwire.wire.bigram import BigramCoder, BigramTable, tokens_per_byte_bound
+from latentwire.wire.bigram import START, BigramCoder, BigramTable, tokens_per_byte_bound
 from latentwire.wire.codings import range_decode, range_encode
 from latentwire.wire.shared_vocab import SharedVocabulary
 from latentwire.wire.unigram import UnigramTable
@@ -35,6 +37,10 @@ from latentwire.wire.unigram import UnigramTable
 MAGIC = b"LW"
 VERSION = 2
 FLAG_QUESTION = 1
+FLAG_FRAMED = 2
+FRAMING = "Context:"
+"""The prompt's framing of a context (latentwire.prompt.split_content): known to every receiver, so a framed
+packet leaves its ids out (5 bytes of a 224-byte mean validation packet)."""
 CODER_ID_SIZE = 4
 CRC_SIZE = 4
 MAX_TOKENS = 1 << 16
@@ -100,6 +106,7 @@ class TokenWire:
         self.vocabulary, self.table, self.bigram = vocabulary, table, bigram
         self.id = coder_id(vocabulary, table, bigram)
         self._model = table.model()
+        self.framing_ids = vocabulary.encode(FRAMING)
         likeliest = float(table.probabilities().max())
         self._bigram = BigramCoder(bigram, self._model, likeliest) if bigram is not None else None
         self.tokens_per_word = 4 * (self._bigram.tokens_per_byte if self._bigram else tokens_per_byte_bound(likeliest))
@@ -112,27 +119,35 @@ class TokenWire:
         and `bigram` (default: none)."""
         return cls(SharedVocabulary.from_tokenizers(sender, tokenizers), table or UnigramTable.load(), bigram)
 
-    def _code(self, segments: list[list[int]]) -> bytes:
-        """Segments of ids -> payload words (order-1 where a bigram table is given, else unigram i.i.d.)."""
+    def _code(self, segments: list[list[int]], framed: bool = False) -> bytes:
+        """Segments of ids -> payload words (order-1 where a bigram table is given, else unigram i.i.d.; a
+        framed context's first id coded after the framing's last)."""
         if self._bigram is not None:
-            return self._bigram.encode(segments)
+            return self._bigram.encode(segments, self._starts(len(segments), framed))
         return range_encode([i for segment in segments for i in segment], self._model)
 
-    def _uncode(self, payload: bytes, counts: list[int], name: str) -> list[int]:
+    def _uncode(self, payload: bytes, counts: list[int], name: str, framed: bool = False) -> list[int]:
         """The ids of `counts` segments from payload words (CodingError on malformed bytes)."""
         if self._bigram is not None:
-            return self._bigram.decode(payload, counts, name)
+            return self._bigram.decode(payload, counts, name, self._starts(len(counts), framed))
         return range_decode(payload, sum(counts), self._model, name)
+
+    def _starts(self, segments: int, framed: bool) -> list[int]:
+        """The id each segment is coded after (START, or the framing's last id for a framed context)."""
+        return [self.framing_ids[-1] if framed else START] + [START] * (segments - 1)
 
     def pack_ids(self, context_ids: list[int], question_ids: list[int] | None = None) -> bytes:
         """A packet of shared ids (the context's, and the question's when given)."""
         total = len(context_ids) + len(question_ids or [])
         if not context_ids or total > MAX_TOKENS:
             raise CodingError(f"a packet carries 1..{MAX_TOKENS} context + question tokens, got {total}")
-        flags = FLAG_QUESTION if question_ids is not None else 0
+        frame = len(self.framing_ids)
+        framed = len(context_ids) > frame and list(context_ids[:frame]) == self.framing_ids
+        context_ids = list(context_ids[frame:]) if framed else context_ids
+        flags = (FLAG_QUESTION if question_ids is not None else 0) | (FLAG_FRAMED if framed else 0)
         counts = write_varint(len(context_ids)) + (write_varint(len(question_ids)) if question_ids is not None else b"")
         segments = [context_ids] + ([question_ids] if question_ids is not None else [])
-        body = MAGIC + bytes([VERSION, flags]) + self.id + counts + self._code(segments)
+        body = MAGIC + bytes([VERSION, flags]) + self.id + counts + self._code(segments, framed)
         return body + struct.pack("<I", zlib.crc32(body))
 
     def message(self, text: str) -> bytes:
@@ -159,12 +174,14 @@ class TokenWire:
     def unpack(self, data: bytes) -> TokenPacket:
         """The ids of an untrusted version 2 packet; PacketError (one line) for anything malformed."""
         counts, payload = parse_header(data, self.id)
+        framed = bool(data[3] & FLAG_FRAMED)
         words = len(payload) // 4
         if sum(counts) > self.tokens_per_word * max(words, 1):
             raise PacketError(f"packet claims {sum(counts)} tokens in {words} payload words")
         try:
-            ids = self._uncode(payload, list(counts), "packet")
+            ids = self._uncode(payload, list(counts), "packet", framed)
             context, question = ids[: counts[0]], ids[counts[0]:] if len(counts) == 2 else None
+            context = self.framing_ids + context if framed else context
             texts = self.vocabulary.decode(context), None if question is None else self.vocabulary.decode(question)
         except CodingError as error:                       # the ids must spell text: a receiver reads it
             raise PacketError(f"packet's tokens do not spell text: {error}") from None
@@ -188,7 +205,7 @@ def describe(data: bytes) -> dict:
         raise PacketError("not a version 2 packet (or shorter than its fixed header)")
     data = bytes(data)
     info = {"magic": data[:2].decode("latin-1"), "version": VERSION, "flags": data[3],
-            "question": bool(data[3] & FLAG_QUESTION), "coder_id": data[4:8].hex(), "total_bytes": len(data),
+            "question": bool(data[3] & FLAG_QUESTION), "framed": bool(data[3] & FLAG_FRAMED), "coder_id": data[4:8].hex(), "total_bytes": len(data),
             "crc_bytes": CRC_SIZE}
     (crc,) = struct.unpack_from("<I", data, len(data) - CRC_SIZE)
     info["crc"] = "ok" if zlib.crc32(data[:-CRC_SIZE]) == crc else "mismatch"
@@ -214,7 +231,7 @@ def parse_header(data: bytes, expected_coder_id: bytes | None = None) -> tuple[t
     if data[2] != VERSION:
         raise PacketError(f"unsupported packet version {data[2]}; this reader supports version {VERSION} here")
     flags = data[3]
-    if flags & ~FLAG_QUESTION:
+    if flags & ~(FLAG_QUESTION | FLAG_FRAMED):
         raise PacketError(f"packet has unknown flags 0x{flags:02x}")
     (crc,) = struct.unpack_from("<I", data, len(data) - CRC_SIZE)
     if zlib.crc32(data[:-CRC_SIZE]) != crc:
