@@ -68,6 +68,9 @@ def main() -> None:
             row[f"bytes_packet_v2_{name}"] = statistics.mean(map(len, packets))
             row[f"packet_v2_{name}_decode_ms"] = 1000 * statistics.median(seconds)
             row[f"packet_v2_{name}_decode_ms_p90"] = 1000 * sorted(seconds)[int(0.9 * len(seconds))]
+            if part.startswith("framed"):    # the same packets with the framing's ids sent
+                row[f"bytes_packet_v2_{name}_framing_sent"] = statistics.mean(
+                    len(wire.encode(*pair, frame=False)) for pair in pairs)
         rows.append(row)
     result = {"commit": code_commit(), "shared_vocabulary": len(vocabulary), "rows": rows}
     (HERE / "results").mkdir(exist_ok=True)

@@ -52,12 +52,9 @@ def test_a_framed_context_leaves_the_framing_out_and_gets_it_back(name, request)
     assert packet[3] & FLAG_FRAMED and describe(packet)["framed"]
     assert coder.decode(packet) == (framed, "What is the capital?")
     assert coder.unpack(packet).context_ids == coder.vocabulary.encode(framed)
-    framing, coder.framing_ids = coder.framing_ids, [-2]          # a framing no context starts with: all sent
-    try:
-        sent_whole = coder.encode(framed, "What is the capital?")
-    finally:
-        coder.framing_ids = framing
+    sent_whole = coder.encode(framed, "What is the capital?", frame=False)
     assert not sent_whole[3] & FLAG_FRAMED and len(packet) <= len(sent_whole)
+    assert coder.decode(sent_whole) == coder.decode(packet)
     assert describe(packet)["context_tokens"] == len(coder.vocabulary.encode(framed)) - len(coder.framing_ids)
     for text in (CONTEXT, FRAMING, FRAMING + "x"):     # not framed, or nothing after the framing: sent whole
         assert coder.decode(coder.encode(text)) == (text, None)

@@ -136,14 +136,15 @@ class TokenWire:
         """The id each segment is coded after (START, or the framing's last id for a framed context)."""
         return [self.framing_ids[-1] if framed else START] + [START] * (segments - 1)
 
-    def pack_ids(self, context_ids: list[int], question_ids: list[int] | None = None) -> bytes:
-        """A packet of shared ids (the context's, and the question's when given)."""
+    def pack_ids(self, context_ids: list[int], question_ids: list[int] | None = None, frame: bool = True) -> bytes:
+        """A packet of shared ids (the context's, and the question's when given); a context that starts with
+        the FRAMING ids leaves them out (framed) unless `frame` is False."""
         total = len(context_ids) + len(question_ids or [])
         if not context_ids or total > MAX_TOKENS:
             raise CodingError(f"a packet carries 1..{MAX_TOKENS} context + question tokens, got {total}")
-        frame = len(self.framing_ids)
-        framed = len(context_ids) > frame and list(context_ids[:frame]) == self.framing_ids
-        context_ids = list(context_ids[frame:]) if framed else context_ids
+        size = len(self.framing_ids)
+        framed = frame and len(context_ids) > size and list(context_ids[:size]) == self.framing_ids
+        context_ids = list(context_ids[size:]) if framed else context_ids
         flags = (FLAG_QUESTION if question_ids is not None else 0) | (FLAG_FRAMED if framed else 0)
         counts = write_varint(len(context_ids)) + (write_varint(len(question_ids)) if question_ids is not None else b"")
         segments = [context_ids] + ([question_ids] if question_ids is not None else [])
@@ -166,10 +167,10 @@ class TokenWire:
         except CodingError as error:
             raise PacketError(str(error)) from None
 
-    def encode(self, context: str, question: str | None = None) -> bytes:
-        """A packet spelling `context` (and `question`) exactly."""
+    def encode(self, context: str, question: str | None = None, frame: bool = True) -> bytes:
+        """A packet spelling `context` (and `question`) exactly (framed where it can be, unless `frame` is False)."""
         return self.pack_ids(self.vocabulary.encode(context),
-                             None if question is None else self.vocabulary.encode(question))
+                             None if question is None else self.vocabulary.encode(question), frame)
 
     def unpack(self, data: bytes) -> TokenPacket:
         """The ids of an untrusted version 2 packet; PacketError (one line) for anything malformed."""
