@@ -19,7 +19,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-MARKERS = {"utf8": "o", "zstd": "s", "ids": "D", "unigram": "^", "lm": "*", "packet": "P"}
+MARKERS = {"utf8": "o", "zstd": "s", "ids": "D", "unigram": "^", "bigram": "v", "lm": "*", "packet": "P",
+           "packet_q": "X"}
 AXES = {"bytes": ("bytes", "bytes on the wire per question (log)"),
         "time": ("time_ms", "receiver ms to the first answer token, decoding included (log)")}
 

@@ -22,6 +22,10 @@ def test_rows_become_one_point_per_coding():
     (packet,) = row_points(LATENT)
     assert packet.coding == "packet" and packet.bytes == 130 and packet.label == "latent 4bit [packet]"
     assert row_points(TEXT)[3].time_ms == pytest.approx(302.0)      # receiver + the coding's decoding
+    tokens = _row("latent_k", 0.3, "r", "context_only", k=4, wire_bytes=280, wire_bytes_coded_question=240,
+                  receiver_ms=100)
+    assert [(p.coding, p.bytes, p.time_ms) for p in row_points(tokens)] == [("packet", 280, 100),
+                                                                           ("packet_q", 240, 100)]
     old = {"receiver": "r", "method": "text", "M": None, "f1": 0.5, "text_bytes": 700, "text_bytes_zstd": 400}
     assert [(p.coding, p.bytes, p.time_ms) for p in row_points(old)] == [("utf8", 700, None), ("zstd", 400, None)]
 

@@ -44,7 +44,9 @@ def setting_label(row: dict) -> str:
 
 def row_points(row: dict) -> list[Point]:
     """The points of one metrics row: one per coding it has bytes in (lm_coded rows: lm only; latents: the
-    packet, wire_bytes)."""
+    packet, wire_bytes, and for a token packet in the context-only regime packet_q, its question coded by the
+    packet's coder as the text peers code theirs; decoding the question, well under a millisecond, is not in
+    its time)."""
     row = upgrade_row(row)
     common = dict(receiver=row["receiver"], regime=row.get("regime") or "question_aware", method=row["method"],
                   setting=setting_label(row), f1=row["f1"])
@@ -52,7 +54,11 @@ def row_points(row: dict) -> list[Point]:
     if row.get("bytes_utf8") is None and row.get("bytes_lm") is None:      # a packet
         if row.get("wire_bytes") is None:
             return []
-        return [Point(**common, coding="packet", bytes=row["wire_bytes"], time_ms=receiver_ms)]
+        points = [Point(**common, coding="packet", bytes=row["wire_bytes"], time_ms=receiver_ms)]
+        if row.get("wire_bytes_coded_question") is not None:   # a token packet with its question coded alike
+            points.append(Point(**common, coding="packet_q", bytes=row["wire_bytes_coded_question"],
+                                time_ms=receiver_ms))
+        return points
     codings = ["lm"] if row["method"] == "lm_coded" else [c for c in CODING_NAMES if c != "lm"]
     points = []
     for coding in codings:
