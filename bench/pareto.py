@@ -6,6 +6,9 @@
     python bench/pareto.py --config configs/token_reader.yaml --checkpoint runs/token_reader \
         --latent latent_k latent_focus latent_selected --methods text --runs runs/bench-pareto-token_reader
     python bench/pareto.py --report --latent-runs runs/bench-pareto-token_reader   # its rows among the peers
+    python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default \
+        --runs runs/bench-pareto-timed --codings utf8 zstd ids unigram     # every row again, answers memoised:
+                                                                           # all timed in one process
 
 Both regimes: question_aware (the sender sees the question) and context_only (it never does; the receiver,
 which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
@@ -14,7 +17,9 @@ continues with the rows not done, and the per-example sender work, lm coding and
 kept in runs/bench-pareto/sender_cache-<sender fingerprint>.jsonl, shared by every root); prompts that are the same in both regimes are answered once (the
 harness's memo) and only costed and timed again. receiver_ms is timed at batch 1 on the first --timing-n
 questions. A later checkpoint's latents run in a root of their own beside `text` (answers memoised, so only
-timed again: the receiver_ms reference of that run) and join the peers' rows in the report. Rows to
+timed again: the receiver_ms reference of that run) and join the peers' rows in the report. A run that was
+resumed across processes (or shared its machine for a while) is timed again as a whole in a fresh root: every
+answer comes from the memo, so only the costs and receiver_ms are computed, all in one process. Rows to
 bench/results/pareto.json with the front (latentwire.eval.pareto) marked;
 bench/results/f1_vs_bytes.png and f1_vs_time.png draw it, one panel per receiver and regime.
 """
