@@ -3,6 +3,8 @@
     python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default   # 500 questions, both receivers
     python bench/pareto.py --n 20 --timing-n 5 --methods text no_context   # a small run
     python bench/pareto.py --report                                  # table, JSON and plots from what has run
+    python bench/pareto.py --sender-only lm_coded llmlingua --threads 1   # beside the run above: its sender
+                                                                  # work ahead, in a process (core) of its own
     python bench/pareto.py --config configs/token_reader.yaml --checkpoint runs/token_reader \
         --latent latent_k latent_focus latent_selected --methods text --runs runs/bench-pareto-token_reader
     python bench/pareto.py --report --latent-runs runs/bench-pareto-token_reader   # its rows among the peers
@@ -57,6 +59,19 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
+
+
+def prefill(args) -> None:
+    """The sender work of args.sender_only for every regime, into the sender cache the run reads."""
+    from latentwire.config import load_config
+    from latentwire.eval.sender_cache import SenderCache
+    from latentwire.eval.sender_prefill import prefill_sender_work
+
+    overrides = [f"data.n={args.n}", f"eval.rates=[{','.join(map(str, args.rates))}]",
+                 f"eval.threads={args.threads}"] + ([f"receivers={args.receivers}"] if args.receivers else [])
+    peers = SenderCache(RUNS, sender_fingerprint(args))
+    prefill_sender_work(load_config(args.config, overrides), peers, args.sender_only, args.regimes)
+    print(f"sender work of {args.sender_only} in {peers.path}")
 
 
 def sender_fingerprint(args) -> dict:
@@ -132,11 +147,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
+    parser.add_argument("--sender-only", nargs="+", metavar="METHOD",
+                        help="only do these methods' sender work (lm_coded, llmlingua) into the sender cache, "
+                             "for a run in another process to find")
     parser.add_argument("--runs", default=str(RUNS), help="run folders (one per regime)")
     parser.add_argument("--results", default=str(RESULTS), help="where pareto.json and the plots go")
     parser.add_argument("--latent-runs", nargs="*", default=[],
                         help="--report: run roots whose latent rows join the peers' (another checkpoint's)")
     args = parser.parse_args()
+    if args.sender_only:
+        prefill(args)
+        return
     if not args.report:
         from latentwire.eval.harness import memo_from_predictions
         from latentwire.eval.sender_cache import SenderCache

@@ -44,3 +44,32 @@ def test_another_sender_has_its_own_file_and_a_legacy_file_is_adopted(tmp_path):
     cache_path(tmp_path, PRINT).write_text(json.dumps({"fingerprint": other}) + "\n")
     with pytest.raises(ValueError, match="another sender"):
         SenderCache(tmp_path, PRINT)
+
+
+def test_entries_another_process_appends_are_found_on_a_miss(tmp_path):
+    reader, writer = SenderCache(tmp_path, PRINT), SenderCache(tmp_path, PRINT)
+    assert ("lm_coded", "q1") not in reader
+    writer[("lm_coded", "q1")] = {"bytes": 1}
+    with open(cache_path(tmp_path, PRINT), "a") as handle:
+        handle.write('{"key": ["lm_coded", "q2"], "va')       # still being written by the other process
+    assert ("lm_coded", "q1") in reader and reader[("lm_coded", "q1")] == {"bytes": 1}
+    assert ("lm_coded", "q2") not in reader
+    with open(cache_path(tmp_path, PRINT), "a") as handle:
+        handle.write('lue": {"bytes": 2}}\n')
+    assert ("lm_coded", "q2") in reader and reader[("lm_coded", "q2")] == {"bytes": 2}
+
+
+def test_prefill_stores_the_lm_coding_a_run_in_another_process_then_finds(tmp_path, tiny_dirs):
+    from latentwire.config import load_config
+    from latentwire.eval.sender_prefill import prefill_sender_work
+
+    config = load_config(None, [f"receivers=[{{name: a, model: {tiny_dirs[0]}}}]", "data.n=2",
+                                "data.max_context_chars=120"])
+    assert prefill_sender_work(config, SenderCache(tmp_path, PRINT), ["lm_coded"], ["context_only"],
+                               progress=False) == 1
+    stored = SenderCache(tmp_path, PRINT)
+    assert len(stored) == 2 and all(key[0] == "lm_coded" for key in stored)
+    for value in stored.values():
+        assert value["context_only"]["bytes"] > 2 and value["question_aware"]["decode"] > 0
+    with pytest.raises(ValueError, match="sender-only method"):
+        prefill_sender_work(config, stored, ["text"], ["context_only"])

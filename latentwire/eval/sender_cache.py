@@ -6,7 +6,8 @@ a JSON-lines file and read back on the next run; other keys (the coder, the comp
 memory only. A half-written last line (a kill) is dropped. The file is named by the `fingerprint` of what
 the entries depend on (the sender model, its precision, the data), which is also its first line, so runs of
 one sender share it and runs of another never see it. The sender times kept are those measured when the
-work ran.
+work ran. A key not found is looked up again in what another process (bench/pareto.py --sender-only) has
+appended to the file since, so one process may fill the cache while another reads it.
 """
 from __future__ import annotations
 
@@ -59,10 +60,25 @@ class SenderCache(dict):
         if not lines:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
-        for line in lines[1:]:
-            if line.strip():
-                record = json.loads(line)
+        self._read = 0
+        self._read_new()
+
+    def _read_new(self) -> None:
+        """Add the complete lines appended to the file since it was last read (the first is the fingerprint)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(self._read)
+            data = handle.read()
+        end = data.rfind(b"\n") + 1               # a line still being written is read next time
+        for line in data[:end].decode().splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if "key" in record:
                 super().__setitem__(tuple(record["key"]), record["value"])
+        self._read += end
+
+    def __contains__(self, key) -> bool:
+        if not super().__contains__(key) and _persistent(key, None):
+            self._read_new()
+        return super().__contains__(key)
 
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
