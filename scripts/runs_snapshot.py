@@ -28,10 +28,10 @@ def resumable_files(root: Path) -> list[Path]:
     return files
 
 
-def save(root: Path) -> Path:
-    """Pack `root`'s resumable files into bench/state/<name>.tar.xz (written whole, then renamed)."""
-    STATE.mkdir(parents=True, exist_ok=True)
-    target = STATE / f"{root.name}.tar.xz"
+def save(root: Path, state: Path = STATE) -> Path:
+    """Pack `root`'s resumable files into <state>/<name>.tar.xz (written whole, then renamed)."""
+    state.mkdir(parents=True, exist_ok=True)
+    target = state / f"{root.name}.tar.xz"
     partial = target.with_suffix(".partial")
     with tarfile.open(partial, "w:xz") as archive:
         for path in resumable_files(root):
