@@ -1,17 +1,21 @@
 """Validation F1 of a token reader against its training steps (issue 18): every saved checkpoint of a run,
 read at each k uniformly and at two resolutions, on the first --n validation questions, context-only.
 
-    python bench/reader_curve.py --run runs/token_reader --config configs/token_reader.yaml --n 100 --every 100
+    python bench/reader_curve.py --run runs/token_reader --config configs/token_reader.yaml --n 100 --every 100 \
+        --init runs/token_reader_cont      # its newest checkpoint is step 0: stage 1's weights, before any QA
     python bench/reader_curve.py --report          # table, JSON and plot from what has run
 
 Each checkpoint is one `latentwire eval` run into runs/reader-curve/step-<N>/ (resumable: a killed run
 continues with the checkpoints and rows not done); `text` is evaluated once beside them as the reference.
+A step folder remembers the sha256 of the weights it read (weights.sha256): rows of other (or unrecorded)
+weights at the same step (a run trained again) are moved to stale-<step>-<sha>/ and left out of the report.
 Rows to bench/results/reader_curve.json, the plot to bench/results/reader_curve.png (F1 against step, one
 panel per receiver, a line per method and k, text dashed).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -29,15 +33,38 @@ def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
     return [(s, p) for i, (s, p) in enumerate(found) if s % every == 0 or i == len(found) - 1]
 
 
+def newest_checkpoint(run: Path) -> Path | None:
+    """The run's newest saved checkpoint dir (None if it has none)."""
+    found = checkpoints(run, every=10**9)
+    return found[-1][1] if found else None
+
+
+def weights_sha(checkpoint: Path) -> str:
+    """The sha256 of a checkpoint's model.safetensors (what its rows were read with)."""
+    return hashlib.sha256((checkpoint / "model.safetensors").read_bytes()).hexdigest()
+
+
+def step_folder(runs: Path, step: int, checkpoint: Path) -> Path:
+    """runs/step-<step>, its earlier rows moved to stale-<step>-<sha>/ if another checkpoint's weights made them."""
+    folder, sha = runs / f"step-{step:06d}", weights_sha(checkpoint)
+    seen = folder / "weights.sha256"
+    made_by = seen.read_text().strip() if seen.is_file() else "unknown"   # rows without it: weights unknown
+    if folder.is_dir() and any(folder.iterdir()) and made_by != sha:
+        folder.rename(runs / f"stale-{step:06d}-{made_by[:12]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    seen.write_text(sha + "\n")
+    return folder
+
+
 def evaluate_step(args, step: int, checkpoint: Path | None, methods: list[str], receivers: dict) -> None:
     """One evaluation of `methods` at `checkpoint` (None: the reference, text alone) into its run folder."""
     from latentwire.config import load_config
     from latentwire.eval.harness import evaluate
 
+    out = step_folder(Path(args.runs), step, checkpoint) if checkpoint else Path(args.runs) / "text"
     overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", "eval.regime=context_only",
                  f"eval.ks=[{','.join(map(str, args.ks))}]", "eval.joint=false", "eval.shuffle_test=false",
-                 "eval.shuffled_f1=false", f"checkpoint={checkpoint or ''}",
-                 f"eval.out_dir={Path(args.runs) / (f'step-{step:06d}' if checkpoint else 'text')}"]
+                 "eval.shuffled_f1=false", f"checkpoint={checkpoint or ''}", f"eval.out_dir={out}"]
     evaluate(load_config(args.config, overrides), receivers=receivers, progress=True)
 
 
@@ -84,6 +111,8 @@ def collect(runs: Path) -> list[dict]:
     """Every row the curve's run folders hold (finished or not)."""
     rows = []
     for path in sorted(runs.glob("*/rows.jsonl")):
+        if not (path.parent.name == "text" or path.parent.name.startswith("step-")):
+            continue                                       # stale-*: another run's weights
         step = int(path.parent.name.split("-")[1]) if path.parent.name.startswith("step-") else None
         rows += [{**json.loads(line), "step": step} for line in path.read_text().splitlines() if line.strip()]
     return rows
@@ -94,6 +123,7 @@ def main() -> None:
     parser.add_argument("--run", default="runs/token_reader", help="the training run (its checkpoints/)")
     parser.add_argument("--config", default="configs/token_reader.yaml")
     parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--init", help="the run stage 2 started from (train.init_from): its newest checkpoint is step 0")
     parser.add_argument("--every", type=int, default=100, help="evaluate the checkpoints at multiples of this step")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--methods", nargs="+", default=["latent_k", "latent_focus"])
@@ -104,6 +134,9 @@ def main() -> None:
     if not args.report:
         receivers: dict = {}
         evaluate_step(args, 0, None, ["text"], receivers)
+        start = newest_checkpoint(Path(args.init)) if args.init else None
+        if start is not None:
+            evaluate_step(args, 0, start, args.methods, receivers)
         for step, path in checkpoints(Path(args.run), args.every):
             evaluate_step(args, step, path, args.methods, receivers)
     report(collect(Path(args.runs)), Path(args.results))

@@ -19,5 +19,6 @@ else
   latentwire train --config configs/token_reader.yaml train.init_from=runs/token_reader_cont --quiet "$@"
 fi
 echo "train wall time: $(( $(date +%s) - start )) s"
-python bench/reader_curve.py --run runs/token_reader --config configs/token_reader.yaml --n 100 --every 100
+init=$([ -n "${CONTINUE_FROM:-}" ] || echo "--init runs/token_reader_cont")   # stage 1's weights: step 0
+python bench/reader_curve.py --run runs/token_reader --config configs/token_reader.yaml --n 100 --every 100 $init
 echo "total wall time: $(( $(date +%s) - start )) s"

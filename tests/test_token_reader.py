@@ -211,6 +211,16 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     driver.report(rows, tmp_path / "results")
     assert (tmp_path / "results" / "reader_curve.png").stat().st_size > 0
     assert len(json.loads((tmp_path / "results" / "reader_curve.json").read_text())["rows"]) == 3
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-000100"
+    (checkpoint / "model.safetensors").write_bytes(b"other weights")    # rows of unrecorded weights
+    assert driver.step_folder(tmp_path / "curve", 100, checkpoint) == tmp_path / "curve" / "step-000100"
+    assert not (tmp_path / "curve" / "step-000100" / "rows.jsonl").exists()   # the old rows are not reused
+    assert driver.step_folder(tmp_path / "curve", 100, checkpoint).is_dir()      # the same weights: kept
+    assert len(list((tmp_path / "curve").glob("stale-000100-*"))) == 1
+    (checkpoint / "model.safetensors").write_bytes(b"newer weights")          # the run trained again
+    driver.step_folder(tmp_path / "curve", 100, checkpoint)
+    assert len(list((tmp_path / "curve").glob("stale-000100-*"))) == 2
+    assert sorted(r["step"] or 0 for r in driver.collect(tmp_path / "curve")) == [0, 150]
 
 
 def test_an_exported_state_continues_the_run_on_a_fresh_out_dir(tmp_path, pair, table):
@@ -256,3 +266,13 @@ def test_answers_of_other_weights_are_not_reused(tmp_path, pair, table):
             for s in (one, two)]
     assert keys[0] != keys[1] and keys[0] == _memo_key(MethodContext(pair["a"], builder, system=one, k=2),
                                                        EXAMPLES[0], prompt, "latent_k", {"k": 2})
+
+
+def test_a_token_readers_eval_with_joint_scoring_on_writes_its_metrics(tmp_path, pair, table):
+    from latentwire.eval.harness import evaluate
+
+    checkpoint = train(_config(tmp_path, table, "train.steps=1"), progress=False, receivers=pair)
+    config = _config(tmp_path, table, f"checkpoint={checkpoint}", "eval.methods=[latent_k]", "eval.ks=[2]",
+                     "data.n=2", "eval.joint=true", "eval.shuffle_test=false", f"eval.out_dir={tmp_path / 'ev'}")
+    rows = evaluate(config, progress=False, receivers=dict(pair))     # no `latent` rows: nothing to rescore
+    assert {r["method"] for r in rows} >= {"latent_k"} and (tmp_path / "ev" / "metrics.json").is_file()

@@ -252,7 +252,8 @@ def evaluate(config: Config, progress: bool = True, receivers: dict[str, Receive
         rows.append(result.row)
     predictions = folder.path / "predictions.jsonl"
     rows = derived_rows(rows, predictions)
-    if config.eval.joint and len(config.receivers) > 1 and config.wire.bits in config.wire.eval_bits and system:
+    if config.eval.joint and len(config.receivers) > 1 and config.wire.bits in config.wire.eval_bits and system \
+            and "latent" in config.eval.methods:    # joint rescoring reads the `latent` rows' answers
         rows.append(joint_row(config, system, examples, predictions))
     metrics = {"rows": rows, "data": {"source": config.data.source, "split": config.data.split, **report.as_dict()},
                "n_examples": len(examples), "seconds": time.perf_counter() - started}
