@@ -43,8 +43,10 @@ def save(root: Path, state: Path = STATE) -> Path:
 def restore(archive_path: Path, runs: Path) -> Path:
     """Unpack `archive_path` into `runs` unless the root it holds is there already; that root."""
     with tarfile.open(archive_path, "r:xz") as archive:
-        names = archive.getnames()
-        root = runs / Path(names[0]).parts[0]
+        roots = {Path(name).parts[0] for name in archive.getnames()}
+        if len(roots) != 1:
+            raise ValueError(f"holds {len(roots)} run roots; a snapshot holds exactly one")
+        root = runs / roots.pop()
         if root.exists():
             raise FileExistsError(f"{root}: exists; move it away to restore {archive_path}")
         archive.extractall(runs, filter="data")
@@ -61,7 +63,7 @@ def main() -> int:
             print(save(args.path))
         else:
             print(restore(args.path, ROOT / "runs"))
-    except (OSError, tarfile.TarError, IndexError) as error:
+    except (OSError, tarfile.TarError, ValueError) as error:
         print(f"runs_snapshot: {args.path}: {error}", file=sys.stderr)
         return 2
     return 0

@@ -26,3 +26,12 @@ def test_save_keeps_what_a_resumed_run_needs_and_restore_refuses_to_overwrite(tm
     assert (restored / "context_only" / "rows.jsonl").read_text() == '{"f1": 0.5}\n'
     with pytest.raises(FileExistsError, match="exists"):
         snapshot.restore(archive, elsewhere)
+
+
+def test_a_bad_archive_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.tar.xz"
+    bad.write_bytes(b"not an archive")
+    monkeypatch.setattr("sys.argv", ["runs_snapshot.py", "restore", str(bad)])
+    assert snapshot.main() == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith(f"runs_snapshot: {bad}:") and "\n" not in message
