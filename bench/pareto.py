@@ -9,8 +9,8 @@
         --latent latent_k latent_focus latent_selected --methods text --runs runs/bench-pareto-token_reader
     python bench/pareto.py --report --latent-runs runs/bench-pareto-token_reader   # its rows among the peers
     python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default \
-        --runs runs/bench-pareto-timed --codings utf8 zstd ids unigram     # every row again, answers memoised:
-                                                                           # all timed in one process
+        --runs runs/bench-pareto-timed --threads 1     # every row again, answers memoised: all timed in one
+                                                       # process, alone on the machine
 
 Both regimes: question_aware (the sender sees the question) and context_only (it never does; the receiver,
 which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
