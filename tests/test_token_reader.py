@@ -156,6 +156,13 @@ def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
         assert run.row["k"] == k and run.row["receiver_ms"] > 0 and run.row["wire_bytes"] > 0
     tokens = {key: row["prompt_tokens"] for key, row in rows.items()}
     assert tokens["latent_k", 3] < tokens["latent_focus", 3] < tokens["latent_k", 1]
+    held = {key: row["context_positions"] for key, row in rows.items()}
+    assert held["latent_k", 3] < held["latent_focus", 3] < held["latent_k", 1]
+    assert tokens["latent_k", 1] - held["latent_k", 1] == pytest.approx(tokens["latent_k", 3] - held["latent_k", 3])
+    lengths = [int(system.featurize("", e.context).shape[0]) for e in examples]     # T, the packet's tokens
+    assert held["latent_k", 1] == pytest.approx(sum(lengths) / 3)
+    assert held["latent_k", 3] == pytest.approx(sum(-(-t // 3) for t in lengths) / 3)
+    assert rows["latent_k", 3]["text_context_positions"] > 0
     assert rows["latent_k", 1]["wire_bytes"] == rows["latent_k", 3]["wire_bytes"]    # one packet for every k
     wire = system.encoder.wire
     question = sum(len(wire.message(e.question)) for e in examples) / 3
