@@ -80,7 +80,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            **_means(predictions), "reused": reused,
            "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
            "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
-           **_receiver_ms(timed), **_context_positions(prompts),
+           **_receiver_ms(timed), **(_context_positions(prompts) if spec.trained else {}),
            **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.trained and len(predictions) >= 2 and shuffle:
         pad_id = ctx.builder.pad_id
@@ -147,15 +147,12 @@ def _means(predictions: list[dict]) -> dict:
 
 
 def _context_positions(prompts: list[PromptInput]) -> dict:
-    """Latent rows: context_positions, the mean receiver positions given to what the packet carries (M_r), and
-    text_context_positions, the mean receiver tokens of the same content as text (what the latent replaces:
-    the prompt's content less the question read after it); {} for rows without a latent."""
-    latent = [p for p in prompts if p.latent_embeds is not None or p.wire_bytes is not None]
-    if not latent:
-        return {}
-    held = [0 if p.latent_embeds is None else int(p.latent_embeds.shape[0]) for p in latent]
-    return {"context_positions": sum(held) / len(held),
-            "text_context_positions": sum(p.content_tokens for p in latent) / len(latent)}
+    """A latent row's context_positions, the mean receiver positions given to what the packet carries (M_r),
+    and text_context_positions, the mean receiver tokens of the same content as text (what the latent
+    replaces: the prompt's content less the question read after it)."""
+    held = [0 if p.latent_embeds is None else int(p.latent_embeds.shape[0]) for p in prompts]
+    return {"context_positions": sum(held) / len(prompts),
+            "text_context_positions": sum(p.content_tokens for p in prompts) / len(prompts)}
 
 
 def _receiver_ms(seconds: list[float]) -> dict:
