@@ -488,6 +488,9 @@ def test_shuffled_f1_equals_f1_for_a_constant_latent(tmp_path, pair, monkeypatch
     varied = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True).row
     assert 0 <= varied["f1_shuffled"] <= 1 and 0 <= varied["em_shuffled"] <= 1
     assert "f1_shuffled" not in run_method(ctx, examples, "latent", 2, 3, progress=False).row
+    alone = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True, shuffle=False).row
+    assert alone["f1_shuffled"] == pytest.approx(varied["f1_shuffled"])   # the Pareto benchmark's setting:
+    assert "bits_shuffled" not in alone and "bits_shuffled" in varied   # F1 control without the NLL test
     with torch.no_grad():
         system.encoder.resampler.out[1].weight.zero_()     # every example now gets the same latent
     constant = run_method(ctx, examples, "latent", 2, 3, progress=False, shuffled_f1=True).row

@@ -82,10 +82,11 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
            **_receiver_ms(timed), **(_context_positions(prompts) if spec.trained else {}),
            **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
-    if spec.trained and len(predictions) >= 2 and shuffle:
+    if spec.trained and len(predictions) >= 2:
         pad_id = ctx.builder.pad_id
-        questions, nll = [e.question for e in examples], [p["nll"] for p in predictions]
-        row.update(shuffle_test(ctx, prompts, questions, gold_ids, nll, batch_size, pad_id))
+        if shuffle:
+            questions, nll = [e.question for e in examples], [p["nll"] for p in predictions]
+            row.update(shuffle_test(ctx, prompts, questions, gold_ids, nll, batch_size, pad_id))
         if shuffled_f1:
             row.update(shuffled_answers(ctx, prompts, examples, max_new_tokens, batch_size, pad_id))
     for p in predictions:
