@@ -220,6 +220,11 @@ class LossConfig:
     span of the context from the latent) or continuation (the latent of one span, the next span as target)."""
     span_tokens: int = 64
     """Span length for reconstruction / continuation, in tokens of the first receiver."""
+    aux_objective: str = ""
+    """A second task of TASKS trained on a share of the steps beside `objective` (e.g. reconstruction kept
+    during QA, so that what it taught the reader is not unlearned); "" = none."""
+    aux_share: float = 0.0
+    """The share of optimizer steps on aux_objective, drawn per step from train.seed; in (0, 1) with it."""
 
 
 @dataclass
@@ -395,11 +400,25 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"loss.objective must be one of {', '.join(TASKS)}, got {config.loss.objective!r}")
     else:
         problems += task.problems(config)
+    problems += _aux_task_problems(config)
     problems += _encoder_problems(config.encoder)
     problems += _token_reader_problems(config.encoder, config.features)
     if config.features.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     return problems + value_problems(config)
+
+
+def _aux_task_problems(config: Config) -> list[str]:
+    """Why loss.aux_objective / loss.aux_share cannot work."""
+    loss = config.loss
+    if not loss.aux_objective:
+        return [f"loss.aux_share needs loss.aux_objective, got share {loss.aux_share}"] if loss.aux_share else []
+    others = [name for name in TASKS if name != loss.objective]
+    if loss.aux_objective not in others:
+        return [f"loss.aux_objective must be '' or one of {', '.join(others)}, got {loss.aux_objective!r}"]
+    if not 0 < loss.aux_share < 1:
+        return [f"loss.aux_share must be in (0, 1) with loss.aux_objective, got {loss.aux_share}"]
+    return TASKS[loss.aux_objective].problems(config)
 
 
 def _feature_problems(f: FeaturesConfig) -> list[str]:

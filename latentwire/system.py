@@ -5,6 +5,7 @@ addressed by name and not saved (the LoRA weights inside them are).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -37,7 +38,7 @@ from latentwire.train.checkpoint import (
     read_json,
     resolve_checkpoint,
 )
-from latentwire.train.tasks import task_of
+from latentwire.train.tasks import TASKS, task_of
 from latentwire.weights import DEFAULT, verify_card, write_card
 
 
@@ -56,7 +57,11 @@ class LatentWire(nn.Module):
         if missing:
             raise ValueError(f"LatentWire needs loaded receivers {missing}")
         self.receivers = {n: receivers[n] for n in self.receiver_names}
-        self.builders = {n: PromptBuilder(r.tokenizer, self.task.prompt(config), n) for n, r in self.receivers.items()}
+        self.task_builders = {name: {n: PromptBuilder(r.tokenizer, TASKS[name].prompt(config), n)
+                                     for n, r in self.receivers.items()}
+                              for name in dict.fromkeys([config.loss.objective, config.loss.aux_objective]) if name}
+        """task name -> receiver -> its prompt builder (the training tasks: loss.objective and aux_objective)."""
+        self.builders = self.task_builders[config.loss.objective]
         self.total_slots = enc.M + enc.private_slots * len(self.receiver_names)
         self.encoder = build_encoder(replace(enc, M=self.total_slots), source)
         self.adapters = build_adapters(self.encoder.adapter, enc.d_z, self.receivers, self.encoder.link(self.receivers))
@@ -65,6 +70,17 @@ class LatentWire(nn.Module):
         """Tokens a receiver position reads, for token packets (training sets it per batch)."""
         self.focus = False
         """Whether training reads token packets at two resolutions this step (the trainer draws it per batch)."""
+
+    @contextlib.contextmanager
+    def training_task(self, name: str):
+        """Within the block the model is set up for training task `name` (its `.task` and prompt `.builders`);
+        after it, for the task it had."""
+        was = self.task, self.builders
+        self.task, self.builders = TASKS[name], self.task_builders[name]
+        try:
+            yield self
+        finally:
+            self.task, self.builders = was
 
     def slots_of(self, name: str) -> list[int]:
         """Latent slot indices receiver `name` reads: the shared M, then its private block."""

@@ -283,3 +283,27 @@ def test_a_token_readers_eval_with_joint_scoring_on_writes_its_metrics(tmp_path,
                      "data.n=2", "eval.joint=true", "eval.shuffle_test=false", f"eval.out_dir={tmp_path / 'ev'}")
     rows = evaluate(config, progress=False, receivers=dict(pair))     # no `latent` rows: nothing to rescore
     assert {r["method"] for r in rows} >= {"latent_k"} and (tmp_path / "ev" / "metrics.json").is_file()
+
+
+def test_an_aux_task_trains_on_its_share_of_the_steps_with_its_own_prompt(tmp_path, pair, table):
+    from latentwire.train.trainer import step_task
+
+    config = _config(tmp_path, table, "train.steps=6", "loss.aux_objective=reconstruction", "loss.aux_share=0.5",
+                     "loss.span_tokens=6", "train.log_every=1", "encoder.focus=1")
+    drawn = [step_task(config, step) for step in range(40)]
+    assert drawn == [step_task(config, step) for step in range(40)] and set(drawn) == {"qa", "reconstruction"}
+    system = build_system(config, pair)
+    with system.training_task("reconstruction"):
+        assert "Repeat the text word for word." in system.builders["a"].prefix_text
+    assert system.task.name == "qa" and config.prompt.instruction in system.builders["a"].prefix_text
+    train(config, progress=False, receivers=pair)
+    run = tmp_path / "run"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()][1:]
+    assert [r["task"] for r in log] == drawn[:6] and all(r["loss"] > 0 for r in log)
+    assert (run / "features").is_dir() and (run / "features-reconstruction").is_dir()
+    for bad, match in (("loss.aux_objective=qa", "aux_objective"), ("loss.aux_objective=dream", "aux_objective"),
+                       ("loss.aux_share=0.3", "needs loss.aux_objective")):
+        with pytest.raises(ConfigError, match=match):
+            _config(tmp_path, table, bad)
+    with pytest.raises(ConfigError, match="aux_share must be in"):
+        _config(tmp_path, table, "loss.aux_objective=reconstruction", "loss.aux_share=1")

@@ -125,15 +125,19 @@ def _append(path: Path, record: dict) -> None:
 
 
 def training_items(config: Config, system: LatentWire, accelerator: Accelerator, out: Path,
-                   progress: bool) -> tuple[list[TrainItem], dict, dict]:
-    """(items, what building them skipped, what loading the data skipped): the task's training items,
-    built once by the main process into out/features (reused while their key matches) and read by all."""
-    t = config.train
+                   progress: bool, objective: str = "") -> tuple[list[TrainItem], dict, dict]:
+    """(items, what building them skipped, what loading the data skipped): the training items of task
+    `objective` (default loss.objective), built once by the main process into out/features (an aux task's
+    into out/features-<task>; reused while their key matches) and read by all."""
+    t, objective = config.train, objective or config.loss.objective
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
-    key, cache = items_key(config.to_dict()), out / "features"
-    with accelerator.main_process_first():  # the main process builds the cache; the others then read it
-        items = load_items(examples, cache, key)
+    as_config = config.to_dict()
+    as_config["loss"] = {**as_config["loss"], "objective": objective}
+    key = items_key(as_config)
+    cache = out / ("features" if objective == config.loss.objective else f"features-{objective}")
+    with accelerator.main_process_first(), system.training_task(objective):   # the main process builds the
+        items = load_items(examples, cache, key)                               # cache; the others read it
         if items is None:
             items, report = system.task.build_items(examples, system, config,
                                                     progress=progress and accelerator.is_main_process)
@@ -205,24 +209,34 @@ def reading_focus(share: float, seed: int, step: int) -> bool:
     return share > 0 and random.Random(seed * 15_485_863 + step).random() < share
 
 
-def optimizer_step(system, optimizer, accelerator: Accelerator, items: list[TrainItem], step: int,
+def step_task(config: Config, step: int) -> str:
+    """The training task of step `step`: loss.aux_objective on a loss.aux_share of the steps, else
+    loss.objective; a function of (seed, step) as reading_k is."""
+    loss = config.loss
+    aux = loss.aux_objective and random.Random(config.train.seed * 32_452_843 + step).random() < loss.aux_share
+    return loss.aux_objective if aux else loss.objective
+
+
+def optimizer_step(system, optimizer, accelerator: Accelerator, items: dict[str, list[TrainItem]], step: int,
                    config: Config) -> tuple[float, dict, float, bool]:
-    """One optimizer step over train.grad_accum micro-batches: (loss, its parts, gradient norm, whether the
-    update was applied: a non-finite loss or gradient skips it)."""
+    """One optimizer step over train.grad_accum micro-batches of the step's task (`items`: task -> its
+    training items): (loss, its parts, gradient norm, whether the update was applied: a non-finite loss or
+    gradient skips it)."""
     t = config.train
     torch.manual_seed(t.seed * 7919 + step)
     for group in optimizer.param_groups:
         group["lr"] = learning_rate(step, config)
     model = getattr(system, "module", system)
+    task = step_task(config, step)
     model.k = reading_k(config.encoder.ks, t.seed, step)
-    marked = config.encoder.focus and items[0].features.dim() == 2 and items[0].features.shape[1] > 1
+    marked = config.encoder.focus and items[task][0].features.dim() == 2 and items[task][0].features.shape[1] > 1
     model.focus = model.k > 1 and reading_focus(config.encoder.focus_share if marked else 0.0, t.seed,
                                                 step)   # (at k = 1 both readings agree; span items have no marks)
     parts: dict[str, float] = {}
     total = 0.0
     for micro in range(t.grad_accum):
-        batch = micro_batch(items, step, micro, config, accelerator.process_index, accelerator.num_processes)
-        with compute_precision(accelerator, config):
+        batch = micro_batch(items[task], step, micro, config, accelerator.process_index, accelerator.num_processes)
+        with compute_precision(accelerator, config), model.training_task(task):
             loss, parts = batch_loss(system, batch, config.loss)
         accelerator.backward(loss / t.grad_accum)
         total += loss.item() / t.grad_accum
@@ -270,6 +284,10 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
         for log in ("log.jsonl", "examples.jsonl"):
             trim_partial_line(out / log)
     items, item_report, data_report = training_items(config, system, accelerator, out, progress)
+    by_task = {config.loss.objective: items}
+    if config.loss.aux_objective:
+        by_task[config.loss.aux_objective] = training_items(config, system, accelerator, out, progress,
+                                                            config.loss.aux_objective)[0]
     optimizer = make_optimizer(system, config)
     step, bad_steps = restore(system, optimizer, out, config)
     system, optimizer = accelerator.prepare(system, optimizer)
@@ -281,19 +299,21 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     bar = tqdm(total=t.steps, initial=step, desc="train", disable=not (progress and main))
     while step < t.steps and (stop_after is None or step < stop_after):
         started = time.perf_counter()
-        total, parts, norm, applied = optimizer_step(system, optimizer, accelerator, items, step, config)
+        total, parts, norm, applied = optimizer_step(system, optimizer, accelerator, by_task, step, config)
         bad_steps += not applied
         if bad_steps > t.max_bad_steps:
             raise TrainingError(f"stopped: {bad_steps} steps with a non-finite loss or gradient "
                                 f"(train.max_bad_steps={t.max_bad_steps})")
         if main:
-            _record_examples(out / "examples.jsonl", step, items, config, accelerator.num_processes)
+            _record_examples(out / "examples.jsonl", step, by_task[step_task(config, step)], config,
+                             accelerator.num_processes)
         step += 1
         bar.update(1)
         if main and (step % t.log_every == 0 or step == t.steps):
             _append(out / "log.jsonl", {"step": step, "loss": total, "lr": learning_rate(step - 1, config),
                                         "grad_norm": norm, "bad_steps": bad_steps,
                                         "sec_per_step": time.perf_counter() - started, **_reading(model), **parts,
+                                        **({"task": step_task(config, step - 1)} if config.loss.aux_objective else {}),
                                         **_shuffle_test(model, items, step, config)})
             bar.set_postfix(loss=f"{total:.3f}")
         if main and (step % t.save_every == 0 or step == t.steps):

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Issue 18's ablation: does keeping reconstruction during QA stop the token reader unlearning merged reading?
+#   bash bench/token_reader_mix.sh            (rerun after a kill: every stage resumes where it stopped)
+# bench/token_reader_recon.sh showed reconstruction makes k = 2 positions readable and the QA steps after it
+# undo part of that. From the same reconstruction stage (runs/token_reader_recon), STEPS steps in which a
+# share AUX_SHARE of the steps are reconstruction (loss.aux_objective, with its own prompt and span items)
+# and the rest the QA of bench/token_reader.sh; then its validation F1 at k = 2 and 4 (n = 100) beside the
+# QA-only stage Q of that ablation at equal steps (runs/token_reader_recon_qa, into runs/reader-curve-mix).
+# Needs runs/token_reader_recon (bench/token_reader_recon.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+STEPS=${STEPS:-150}
+AUX_SHARE=${AUX_SHARE:-0.5}
+start=$(date +%s)
+latentwire train --config configs/token_reader.yaml train.steps="$STEPS" train.init_from=runs/token_reader_recon \
+    loss.aux_objective=reconstruction loss.aux_share="$AUX_SHARE" train.out_dir=runs/token_reader_mix --quiet
+echo "train wall time: $(( $(date +%s) - start )) s"
+python bench/reader_curve.py --run runs/token_reader_mix --config configs/token_reader.yaml --n 100 \
+    --every "$STEPS" --ks 2 4 --methods latent_k --init runs/token_reader_recon --runs runs/reader-curve-mix \
+    --results runs/reader-curve-mix/results
+echo "total wall time: $(( $(date +%s) - start )) s"
