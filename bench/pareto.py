@@ -11,6 +11,9 @@
     python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default \
         --runs runs/bench-pareto-timed --threads 1     # every row again, answers memoised: all timed in one
                                                        # process, alone on the machine
+    python bench/pareto.py --config configs/token_reader.yaml --checkpoint runs/token_reader \
+        --latent latent_k latent_focus --methods text --runs runs/bench-pareto-token_reader-timed \
+        --answers-from runs/bench-pareto-token_reader     # the same for a latent's root
 
 Both regimes: question_aware (the sender sees the question) and context_only (it never does; the receiver,
 which knows the question, may select sentences itself, and the question crosses as its own UTF-8 bytes).
@@ -152,6 +155,9 @@ def main() -> None:
                              "for a run in another process to find")
     parser.add_argument("--runs", default=str(RUNS), help="run folders (one per regime)")
     parser.add_argument("--results", default=str(RESULTS), help="where pareto.json and the plots go")
+    parser.add_argument("--answers-from", nargs="*", default=[],
+                        help="run roots whose answers are reused (a timed rerun of a latent's root: only the "
+                             "costs and receiver_ms are computed again)")
     parser.add_argument("--latent-runs", nargs="*", default=[],
                         help="--report: run roots whose latent rows join the peers' (another checkpoint's)")
     args = parser.parse_args()
@@ -164,8 +170,9 @@ def main() -> None:
 
         receivers, memo = {}, {}
         peers = SenderCache(RUNS, sender_fingerprint(args))   # lm coding, LLMLingua: done once per sender
-        for root in dict.fromkeys([Path(args.runs), RUNS]):   # answers given in either regime's folder of this
-            for regime in REGIMES:                            # root (a resumed run) or of the peers' root
+        roots = [Path(args.runs), RUNS, *map(Path, args.answers_from)]
+        for root in dict.fromkeys(roots):     # answers given in either regime's folder of this root (a resumed
+            for regime in REGIMES:            # run), of the peers' root or of --answers-from roots
                 memo.update(memo_from_predictions(root / regime / "predictions.jsonl"))
                 memo.update(memo_from_predictions(root / regime / ".pending" / "predictions.jsonl"))
         for regime in args.regimes:
