@@ -8,6 +8,8 @@
     python bench/pareto.py --config configs/token_reader.yaml --checkpoint runs/token_reader \
         --latent latent_k latent_focus latent_selected --methods text --runs runs/bench-pareto-token_reader
     python bench/pareto.py --report --latent-runs runs/bench-pareto-token_reader   # its rows among the peers
+    python bench/pareto.py --report --peer-rows bench/results/pareto.json --latent-runs <root> \
+        --results bench/results/pareto_token_reader      # ... among the peers of an earlier report's rows
     python bench/pareto.py --config configs/collapse_pairs_qa.yaml --checkpoint default \
         --runs runs/bench-pareto-timed --threads 1     # every row again, answers memoised: all timed in one
                                                        # process, alone on the machine
@@ -88,11 +90,12 @@ def sender_fingerprint(args) -> dict:
             "data": [config.data.source, config.data.path, config.data.split, config.data.max_context_chars]}
 
 
-def collect(runs: Path, latent_runs: list[Path] = ()) -> list[dict]:
-    """The rows of every regime's run folder (finished or not), plus the trained rows (latent*) of the run
-    roots `latent_runs` (another checkpoint's latents, run beside the peers with --runs <its root>), each with
-    `text_receiver_ms_same_run`: the text row's receiver_ms timed in that root's run (the ratio to read, since
-    the peers were timed in another process)."""
+def collect(runs: Path, latent_runs: list[Path] = (), peer_rows: list[dict] | None = None) -> list[dict]:
+    """The rows of every regime's run folder (finished or not), or `peer_rows` (those of an earlier report's
+    pareto.json) in their place, plus the trained rows (latent*) of the run roots `latent_runs` (another
+    checkpoint's latents, run beside the peers with --runs <its root>), each with `text_receiver_ms_same_run`:
+    the text row's receiver_ms timed in that root's run (the ratio to read, since the peers were timed in
+    another process)."""
     def rows_of(root: Path) -> list[dict]:
         rows = []
         for regime in REGIMES:
@@ -106,7 +109,7 @@ def collect(runs: Path, latent_runs: list[Path] = ()) -> list[dict]:
         text = {(r["receiver"], r.get("regime")): r.get("receiver_ms") for r in rows if r["method"] == "text"}
         extra += [{**r, "text_receiver_ms_same_run": text.get((r["receiver"], r.get("regime")))}
                   for r in rows if r["method"].startswith("latent")]
-    return rows_of(runs) + extra
+    return (peer_rows or rows_of(runs)) + extra
 
 
 def report(rows: list[dict], results: Path) -> None:
@@ -158,6 +161,8 @@ def main() -> None:
     parser.add_argument("--answers-from", nargs="*", default=[],
                         help="run roots whose answers are reused (a timed rerun of a latent's root: only the "
                              "costs and receiver_ms are computed again)")
+    parser.add_argument("--peer-rows", help="--report: the peers' rows from this pareto.json (e.g. the one-process "
+                                            "timed pass's) instead of the --runs folders")
     parser.add_argument("--latent-runs", nargs="*", default=[],
                         help="--report: run roots whose latent rows join the peers' (another checkpoint's)")
     args = parser.parse_args()
@@ -177,7 +182,8 @@ def main() -> None:
                 memo.update(memo_from_predictions(root / regime / ".pending" / "predictions.jsonl"))
         for regime in args.regimes:
             run_regime(regime, args, receivers, memo, peers)
-    report(collect(Path(args.runs), args.latent_runs), Path(args.results))
+    peers = json.loads(Path(args.peer_rows).read_text())["rows"] if args.peer_rows else None
+    report(collect(Path(args.runs), args.latent_runs, peers), Path(args.results))
 
 
 if __name__ == "__main__":

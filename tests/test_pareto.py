@@ -72,5 +72,8 @@ def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
     assert [(r["method"], r["f1"]) for r in rows] == [("text", 0.6), ("context_budget", 0.2), ("latent", 0.25),
                                                       ("latent_k", 0.5)]
     assert rows[-1]["text_receiver_ms_same_run"] == 330
+    earlier = [dict(TEXT, f1=0.7)]                                   # an earlier report's rows for the peers
+    assert [(r["method"], r["f1"]) for r in driver.collect(tmp_path / "peers", [tmp_path / "reader"], earlier)] == [
+        ("text", 0.7), ("latent_k", 0.5)]
     points = pareto_points(rows)
     assert any(p["label"].startswith("latent_k k=2") for p in points)
