@@ -16,7 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from latentwire.errors import ConfigError
-from latentwire.train.tasks import TASKS
+from latentwire.train.tasks import TASKS, aux_task_problems
 from latentwire.wire.codings import CODING_NAMES
 from latentwire.wire.quantize import BIT_WIDTHS, MAX_GROUP_SIZE
 
@@ -400,25 +400,12 @@ def config_problems(config: Config) -> list[str]:
         problems.append(f"loss.objective must be one of {', '.join(TASKS)}, got {config.loss.objective!r}")
     else:
         problems += task.problems(config)
-    problems += _aux_task_problems(config)
+    problems += aux_task_problems(config)
     problems += _encoder_problems(config.encoder)
     problems += _token_reader_problems(config.encoder, config.features)
     if config.features.enabled() and config.encoder.M + config.encoder.private_slots < 1:
         problems.append("features read the latent: encoder.M must be >= 1")
     return problems + value_problems(config)
-
-
-def _aux_task_problems(config: Config) -> list[str]:
-    """Why loss.aux_objective / loss.aux_share cannot work."""
-    loss = config.loss
-    if not loss.aux_objective:
-        return [f"loss.aux_share needs loss.aux_objective, got share {loss.aux_share}"] if loss.aux_share else []
-    others = [name for name in TASKS if name != loss.objective]
-    if loss.aux_objective not in others:
-        return [f"loss.aux_objective must be '' or one of {', '.join(others)}, got {loss.aux_objective!r}"]
-    if not 0 < loss.aux_share < 1:
-        return [f"loss.aux_share must be in (0, 1) with loss.aux_objective, got {loss.aux_share}"]
-    return TASKS[loss.aux_objective].problems(config)
 
 
 def _feature_problems(f: FeaturesConfig) -> list[str]:

@@ -133,6 +133,19 @@ class ContinuationTask(SpanTask):
 TASKS: dict[str, Task] = {task.name: task for task in (QATask(), ReconstructionTask(), ContinuationTask())}
 
 
+def aux_task_problems(config: Config) -> list[str]:
+    """Why loss.aux_objective / loss.aux_share cannot work."""
+    loss = config.loss
+    if not loss.aux_objective:
+        return [f"loss.aux_share needs loss.aux_objective, got share {loss.aux_share}"] if loss.aux_share else []
+    others = [name for name in TASKS if name != loss.objective]
+    if loss.aux_objective not in others:
+        return [f"loss.aux_objective must be '' or one of {', '.join(others)}, got {loss.aux_objective!r}"]
+    if not 0 < loss.aux_share < 1:
+        return [f"loss.aux_share must be in (0, 1) with loss.aux_objective, got {loss.aux_share}"]
+    return TASKS[loss.aux_objective].problems(config)
+
+
 def task_of(config: Config) -> Task:
     """The task `config.loss.objective` names."""
     return TASKS[config.loss.objective]

@@ -125,17 +125,18 @@ def _append(path: Path, record: dict) -> None:
 
 
 def training_items(config: Config, system: LatentWire, accelerator: Accelerator, out: Path,
-                   progress: bool, objective: str = "") -> tuple[list[TrainItem], dict, dict]:
-    """(items, what building them skipped, what loading the data skipped): the training items of task
-    `objective` (default loss.objective), built once by the main process into out/features (an aux task's
-    into out/features-<task>; reused while their key matches) and read by all."""
-    t, objective = config.train, objective or config.loss.objective
+                   progress: bool, aux: bool = False) -> tuple[list[TrainItem], dict, dict]:
+    """(items, what building them skipped, what loading the data skipped): the training items of
+    loss.objective (`aux`: of loss.aux_objective), built once by the main process into out/features (an aux
+    task's into out/features-<task>; reused while their key matches) and read by all."""
+    t = config.train
+    objective = config.loss.aux_objective if aux else config.loss.objective
     examples, data_report = load_examples(config.data.source, config.data.path, "train", t.n_train,
                                           t.seed, config.data.max_context_chars)
     as_config = config.to_dict()
     as_config["loss"] = {**as_config["loss"], "objective": objective}
     key = items_key(as_config)
-    cache = out / ("features" if objective == config.loss.objective else f"features-{objective}")
+    cache = out / (f"features-{objective}" if aux else "features")
     with accelerator.main_process_first(), system.training_task(objective):   # the main process builds the
         items = load_items(examples, cache, key)                               # cache; the others read it
         if items is None:
@@ -286,8 +287,7 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     items, item_report, data_report = training_items(config, system, accelerator, out, progress)
     by_task = {config.loss.objective: items}
     if config.loss.aux_objective:
-        by_task[config.loss.aux_objective] = training_items(config, system, accelerator, out, progress,
-                                                            config.loss.aux_objective)[0]
+        by_task[config.loss.aux_objective] = training_items(config, system, accelerator, out, progress, aux=True)[0]
     optimizer = make_optimizer(system, config)
     step, bad_steps = restore(system, optimizer, out, config)
     system, optimizer = accelerator.prepare(system, optimizer)
