@@ -133,6 +133,17 @@ def report(rows: list[dict], results: Path) -> None:
         print(f"  {key[0]} / {key[1]}: {', '.join(names)}")
 
 
+def read_peer_rows(parser: argparse.ArgumentParser, path: str) -> list[dict]:
+    """The "rows" of the pareto.json at `path`; a missing or malformed file ends the run (exit 2, one line)."""
+    try:
+        rows = json.loads(Path(path).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"--peer-rows {path}: not a readable pareto.json with a 'rows' list ({type(error).__name__})")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "method" in r for r in rows):
+        parser.error(f"--peer-rows {path}: 'rows' must be a list of result rows")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=500)
@@ -182,7 +193,7 @@ def main() -> None:
                 memo.update(memo_from_predictions(root / regime / ".pending" / "predictions.jsonl"))
         for regime in args.regimes:
             run_regime(regime, args, receivers, memo, peers)
-    peers = json.loads(Path(args.peer_rows).read_text())["rows"] if args.peer_rows else None
+    peers = read_peer_rows(parser, args.peer_rows) if args.peer_rows else None
     report(collect(Path(args.runs), args.latent_runs, peers), Path(args.results))
 
 

@@ -75,5 +75,13 @@ def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
     earlier = [dict(TEXT, f1=0.7)]                                   # an earlier report's rows for the peers
     assert [(r["method"], r["f1"]) for r in driver.collect(tmp_path / "peers", [tmp_path / "reader"], earlier)] == [
         ("text", 0.7), ("latent_k", 0.5)]
+    import argparse
+    import pytest
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "norows.json").write_text('{"rows": 3}')
+    for bad in ("bad.json", "norows.json", "absent.json"):
+        with pytest.raises(SystemExit) as stopped:
+            driver.read_peer_rows(argparse.ArgumentParser(), str(tmp_path / bad))
+        assert stopped.value.code == 2
     points = pareto_points(rows)
     assert any(p["label"].startswith("latent_k k=2") for p in points)

@@ -207,14 +207,19 @@ def _reading(model) -> dict:
 def reading_focus(share: float, seed: int, step: int) -> bool:
     """Whether step `step` reads token packets at two resolutions: true on a `share` of the steps, a function
     of (seed, step) as reading_k is."""
-    return share > 0 and random.Random(seed * 15_485_863 + step).random() < share
+    return _drawn(share, seed * 15_485_863 + step)
+
+
+def _drawn(share: float, key: int) -> bool:
+    """Whether the draw seeded by `key` falls in the first `share` of [0, 1) (never when share is 0)."""
+    return share > 0 and random.Random(key).random() < share
 
 
 def step_task(config: Config, step: int) -> str:
     """The training task of step `step`: loss.aux_objective on a loss.aux_share of the steps, else
     loss.objective; a function of (seed, step) as reading_k is."""
     loss = config.loss
-    aux = loss.aux_objective and random.Random(config.train.seed * 32_452_843 + step).random() < loss.aux_share
+    aux = bool(loss.aux_objective) and _drawn(loss.aux_share, config.train.seed * 32_452_843 + step)
     return loss.aux_objective if aux else loss.objective
 
 
