@@ -22,7 +22,9 @@ which knows the question, may select sentences itself, and the question crosses 
 Each regime is one `latentwire eval` run into runs/bench-pareto/<regime>/ (resumable there: a killed run
 continues with the rows not done, and the per-example sender work, lm coding and LLMLingua's pruning, is
 kept in runs/bench-pareto/sender_cache-<sender fingerprint>.jsonl, shared by every root); prompts that are the same in both regimes are answered once (the
-harness's memo) and only costed and timed again. receiver_ms is timed at batch 1 on the first --timing-n
+harness's memo) and only costed and timed again (--prefix-cache: with each receiver's prompt prefix in a KV
+cache computed once, as a server keeps a fixed system prompt's; every row of a report is timed one way or
+the other). receiver_ms is timed at batch 1 on the first --timing-n
 questions. A later checkpoint's latents run in a root of their own beside `text` (answers memoised, so only
 timed again: the receiver_ms reference of that run) and join the peers' rows in the report. A run that was
 resumed across processes (or shared its machine for a while) is timed again as a whole in a fresh root: every
@@ -60,7 +62,8 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
                  f"eval.shuffled_f1={str(args.shuffled_f1).lower()}", f"eval.ks=[{','.join(map(str, args.ks))}]",
                  f"eval.codings=[{','.join(args.codings)}]",
                  "eval.shuffle_test=false",
-                 f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}"]
+                 f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}",
+                 f"eval.prefix_cache={str(args.prefix_cache).lower()}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
@@ -162,6 +165,8 @@ def main() -> None:
                         help="text codings costed (a run folder resumes only with the codings it started with)")
     parser.add_argument("--receivers", help="receivers= override (default: both)")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--prefix-cache", action="store_true",
+                        help="time receivers with the prompt prefix's KV cache computed once (eval.prefix_cache)")
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
     parser.add_argument("--sender-only", nargs="+", metavar="METHOD",
@@ -194,7 +199,22 @@ def main() -> None:
         for regime in args.regimes:
             run_regime(regime, args, receivers, memo, peers)
     peers = read_peer_rows(parser, args.peer_rows) if args.peer_rows else None
-    report(collect(Path(args.runs), args.latent_runs, peers), Path(args.results))
+    rows = collect(Path(args.runs), args.latent_runs, peers)
+    if problem := mixed_timing(rows):
+        parser.error(problem)
+    report(rows, Path(args.results))
+
+
+def mixed_timing(rows: list[dict]) -> str | None:
+    """Why `rows` cannot share a receiver-time front (some timed with the prompt prefix cached, some
+    without), or None."""
+    timed = [r for r in rows if r.get("timed_n")]
+    cached = {bool(r.get("prefix_cached_n")) for r in timed}
+    if len(cached) > 1:
+        names = sorted({f"{r['receiver']}/{r['method']}" for r in timed if not r.get("prefix_cached_n")})[:4]
+        return (f"rows timed with and without the prompt prefix cached (eval.prefix_cache) cannot share a "
+                f"front; uncached: {', '.join(names)} ...")
+    return None
 
 
 if __name__ == "__main__":

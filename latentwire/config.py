@@ -114,6 +114,10 @@ class EvalConfig:
     timing_n: int = 0
     """Time the receiver (receiver_ms: to the first answer token, batch 1) on the first timing_n examples of
     each row (0 = not timed)."""
+    prefix_cache: bool = False
+    """Time with the receiver's prompt prefix (chat header and instruction, the same ids for every example and
+    method) in a KV cache computed once, as a server keeps a fixed system prompt's cache: receiver_ms then
+    counts the rest of the prompt. Rows whose receiver features read the latent are timed whole."""
 
 
 @dataclass

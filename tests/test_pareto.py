@@ -85,3 +85,16 @@ def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
         assert stopped.value.code == 2
     points = pareto_points(rows)
     assert any(p["label"].startswith("latent_k k=2") for p in points)
+
+
+def test_the_driver_refuses_a_front_of_rows_timed_with_and_without_the_prefix_cached():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    cached = [dict(TEXT, timed_n=5, prefix_cached_n=5), dict(CUT, timed_n=5, prefix_cached_n=5)]
+    assert driver.mixed_timing(cached) is None
+    assert driver.mixed_timing(cached + [dict(LATENT, timed_n=0)]) is None         # an untimed row: no claim
+    assert "context_budget" in driver.mixed_timing([cached[0], dict(CUT, timed_n=5)])   # an earlier, uncached row

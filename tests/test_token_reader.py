@@ -307,3 +307,27 @@ def test_an_aux_task_trains_on_its_share_of_the_steps_with_its_own_prompt(tmp_pa
             _config(tmp_path, table, bad)
     with pytest.raises(ConfigError, match="aux_share must be in"):
         _config(tmp_path, table, "loss.aux_objective=reconstruction", "loss.aux_share=1")
+
+
+def test_a_token_readers_prompt_prefix_is_read_from_a_cache_under_its_lora(tmp_path, pair, table):
+    from latentwire.eval.generation import greedy_decode
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import METHODS, MethodContext
+    from latentwire.eval.timing import PrefixCache
+    from latentwire.prompt import PromptBuilder
+
+    system = build_system(_config(tmp_path, table), pair).eval()
+    for p in system.features.parameters():      # LoRA B starts at zero: make the adapter change the answer
+        torch.nn.init.normal_(p, std=0.05)
+    builder = PromptBuilder(pair["a"].tokenizer, system.config.prompt, "a")
+    ctx = MethodContext(pair["a"], builder, system=system, regime="context_only", k=2)
+    prompt = METHODS["latent_k"].build(EXAMPLES[0], ctx)
+    whole = greedy_decode(pair["a"], [prompt], 1, builder.stop_ids, builder.pad_id, system.features).first_logits[0]
+    plain = greedy_decode(pair["a"], [prompt], 1, builder.stop_ids, builder.pad_id).first_logits[0]
+    assert not torch.allclose(whole, plain, atol=1e-4)          # LoRA acts on this prompt
+    cache = PrefixCache(pair["a"], builder, system.features)
+    assert cache.holds(prompt)
+    torch.testing.assert_close(cache.first_logits(prompt), whole, rtol=1e-4, atol=1e-4)
+    row = run_method(ctx, EXAMPLES[:2], "latent_k", 2, 2, progress=False, timing_n=2, shuffle=False,
+                     prefix_cache=True).row
+    assert row["prefix_cached_n"] == 2 and row["receiver_ms"] > 0

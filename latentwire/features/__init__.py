@@ -24,6 +24,11 @@ class ReceiverFeatures(nn.Module):
         self.enabled = nn.ModuleDict({name: FEATURES[name](getattr(features_config, name), receivers)
                                       for name in features_config.enabled()})
 
+    @property
+    def weights_only(self) -> bool:
+        """Whether every enabled feature acts only through the receiver's weights (Feature.weights_only)."""
+        return all(feature.weights_only for feature in self.enabled.values())
+
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV | None:
         """All features' extra cache entries for `receiver` from its latent embeds [B, M, d_model],
         concatenated per layer (None if there are none, and always for an empty latent, M = 0)."""

@@ -20,6 +20,9 @@ class Feature(nn.Module):
     """Base class; subclasses override what they use. `name` is the config section and registry key."""
 
     name = ""
+    weights_only = False
+    """True for a feature that acts only through the receiver's weights (it adds no cache entries and reads
+    no latent): the prompt's fixed prefix then computes the same under it for every latent."""
 
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV | None:
         """Extra cache entries for receiver `receiver` from its latent embeddings [B, M, d_model]."""

@@ -64,6 +64,7 @@ class Lora(Feature):
     trained, checkpointed and loaded with the rest of the model."""
 
     name = "lora"
+    weights_only = True
 
     def __init__(self, config, receivers: dict[str, Receiver]):
         super().__init__()
