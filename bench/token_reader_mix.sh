@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Issue 18's ablation: does keeping reconstruction during QA stop the token reader unlearning merged reading?
 #   bash bench/token_reader_mix.sh            (rerun after a kill: every stage resumes where it stopped)
+#   INIT=runs/token_reader_mix OUT=runs/token_reader_mix2 STEPS=300 KS="1 2 4" EVERY=150 \
+#       CURVE=runs/reader-curve-mix2 bash bench/token_reader_mix.sh
+#                                             (the mix continued from its own end, curve at k = 1, 2, 4)
 # bench/token_reader_recon.sh showed reconstruction makes k = 2 positions readable and the QA steps after it
 # undo part of that. From the same reconstruction stage (runs/token_reader_recon), STEPS steps in which a
 # share AUX_SHARE of the steps are reconstruction (loss.aux_objective, with its own prompt and span items)
@@ -12,11 +15,17 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 STEPS=${STEPS:-150}
 AUX_SHARE=${AUX_SHARE:-0.5}
+INIT=${INIT:-runs/token_reader_recon}
+OUT=${OUT:-runs/token_reader_mix}
+KS=${KS:-2 4}
+EVERY=${EVERY:-$STEPS}
+CURVE=${CURVE:-runs/reader-curve-mix}
 start=$(date +%s)
-latentwire train --config configs/token_reader.yaml train.steps="$STEPS" train.init_from=runs/token_reader_recon \
-    loss.aux_objective=reconstruction loss.aux_share="$AUX_SHARE" train.out_dir=runs/token_reader_mix --quiet
+latentwire train --config configs/token_reader.yaml train.steps="$STEPS" train.init_from="$INIT" \
+    loss.aux_objective=reconstruction loss.aux_share="$AUX_SHARE" train.out_dir="$OUT" --quiet
 echo "train wall time: $(( $(date +%s) - start )) s"
-python bench/reader_curve.py --run runs/token_reader_mix --config configs/token_reader.yaml --n 100 \
-    --every "$STEPS" --ks 2 4 --methods latent_k --init runs/token_reader_recon --runs runs/reader-curve-mix \
-    --results runs/reader-curve-mix/results
+# shellcheck disable=SC2086
+python bench/reader_curve.py --run "$OUT" --config configs/token_reader.yaml --n 100 \
+    --every "$EVERY" --ks $KS --methods latent_k --init "$INIT" --runs "$CURVE" \
+    --results "$CURVE/results"
 echo "total wall time: $(( $(date +%s) - start )) s"
