@@ -47,12 +47,9 @@ def main() -> None:
                     receiver.model(input_ids=ids[:, :length], logits_to_keep=1)
                     seconds.append(time.perf_counter() - started)
                 times[length] = 1000 * statistics.median(seconds)
-        lengths, ms = list(times), list(times.values())
-        mean_t, mean_ms = statistics.fmean(lengths), statistics.fmean(ms)
-        slope = (sum((t - mean_t) * (m - mean_ms) for t, m in zip(lengths, ms))
-                 / sum((t - mean_t) ** 2 for t in lengths))
+        slope, fixed = statistics.linear_regression(list(times), list(times.values()))
         rows.append({"receiver": spec.name, "dtype": str(receiver.model.dtype).removeprefix("torch."),
-                     "ms_by_length": times, "fixed_ms": mean_ms - slope * mean_t, "ms_per_position": slope})
+                     "ms_by_length": times, "fixed_ms": fixed, "ms_per_position": slope})
         print(f"{spec.name}: " + " ".join(f"T={t}: {m:.1f} ms" for t, m in times.items())
               + f" | fit {rows[-1]['fixed_ms']:.1f} + {slope:.2f} * T ms")
     result = {"machine": machine_info(), "code_commit": code_commit(), "rows": rows}
