@@ -229,6 +229,9 @@ class LossConfig:
     during QA, so that what it taught the reader is not unlearned); "" = none."""
     aux_share: float = 0.0
     """The share of optimizer steps on aux_objective, drawn per step from train.seed; in (0, 1) with it."""
+    aux_ks: list[int] = field(default_factory=list)
+    """Token readers: the k values aux_objective's steps read at, drawn per step as encoder.ks are (a subset of
+    encoder.ks, e.g. [2, 3, 4]: reconstruction where merged reading is taught); empty = encoder.ks."""
 
 
 @dataclass

@@ -137,12 +137,15 @@ def aux_task_problems(config: Config) -> list[str]:
     """Why loss.aux_objective / loss.aux_share cannot work."""
     loss = config.loss
     if not loss.aux_objective:
-        return [f"loss.aux_share needs loss.aux_objective, got share {loss.aux_share}"] if loss.aux_share else []
+        return [f"loss.{name} needs loss.aux_objective, got {value}"
+                for name, value in (("aux_share", loss.aux_share), ("aux_ks", loss.aux_ks)) if value]
     others = [name for name in TASKS if name != loss.objective]
     if loss.aux_objective not in others:
         return [f"loss.aux_objective must be '' or one of {', '.join(others)}, got {loss.aux_objective!r}"]
     if not 0 < loss.aux_share < 1:
         return [f"loss.aux_share must be in (0, 1) with loss.aux_objective, got {loss.aux_share}"]
+    if not set(loss.aux_ks) <= set(config.encoder.ks):
+        return [f"loss.aux_ks must be values of encoder.ks {config.encoder.ks}, got {loss.aux_ks}"]
     return TASKS[loss.aux_objective].problems(config)
 
 
