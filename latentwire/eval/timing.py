@@ -24,17 +24,24 @@ class PrefixCache:
     `features` (None: the receiver alone; else features that act only through its weights, such as LoRA)."""
 
     def __init__(self, receiver: Receiver, builder: PromptBuilder, features=None):
-        if not builder.prefix_ids:
-            raise ValueError("a prefix cache needs a prompt prefix; this builder's is empty")
-        if features is not None and not features.weights_only:
-            raise ValueError("a prefix cache needs features that act only through the weights (LoRA): "
-                             "these read the latent or add cache entries")
+        if problem := self.problem(builder, features):
+            raise ValueError(problem)
         self.receiver, self.builder, self.features = receiver, builder, features
         self.ids = list(builder.prefix_ids)
         ids = torch.tensor([self.ids], device=receiver.device)
         self.embeds = receiver.embed(ids)[0]                                         # [P, d]
         with torch.no_grad(), self._active():
             self.cache = output_cache(receiver.model(input_ids=ids, use_cache=True))
+
+    @staticmethod
+    def problem(builder: PromptBuilder, features=None) -> str | None:
+        """Why no prefix cache can stand for `builder`'s prefix under `features`, or None."""
+        if not builder.prefix_ids:
+            return "a prefix cache needs a prompt prefix; this builder's is empty"
+        if features is not None and not features.weights_only:
+            return ("a prefix cache needs features that act only through the weights (LoRA): "
+                    "these read the latent or add cache entries")
+        return None
 
     def _active(self) -> contextlib.AbstractContextManager:
         """The features as they act on every prompt (LoRA on), or nothing."""
@@ -82,8 +89,8 @@ def first_token_timing(receiver: Receiver, builder: PromptBuilder, prompts: list
                        prefix_cache: bool = False) -> tuple[list[float], int]:
     """(`first_token_seconds`, how many prompts read their prefix from the cache): with `prefix_cache`, those
     that start with the prefix, under features that act only through the weights; the others are timed whole."""
-    cached = (PrefixCache(receiver, builder, features)
-              if prefix_cache and builder.prefix_ids and (features is None or features.weights_only) else None)
+    usable = prefix_cache and PrefixCache.problem(builder, features) is None
+    cached = PrefixCache(receiver, builder, features) if usable else None
     seconds, hits = [], 0
     for prompt in prompts:
         started = time.perf_counter()
