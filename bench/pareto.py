@@ -63,7 +63,8 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
                  f"eval.codings=[{','.join(args.codings)}]",
                  "eval.shuffle_test=false",
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}",
-                 f"eval.prefix_cache={str(args.prefix_cache).lower()}"]
+                 f"eval.prefix_cache={str(args.prefix_cache).lower()}",
+                 f"eval.fold_weights={str(args.fold_weights).lower()}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
@@ -167,6 +168,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--prefix-cache", action="store_true",
                         help="time receivers with the prompt prefix's KV cache computed once (eval.prefix_cache)")
+    parser.add_argument("--fold-weights", action="store_true",
+                        help="time a reader with its LoRA folded into the receiver's weights (eval.fold_weights)")
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
     parser.add_argument("--sender-only", nargs="+", metavar="METHOD",

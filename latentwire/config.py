@@ -118,6 +118,10 @@ class EvalConfig:
     """Time with the receiver's prompt prefix (chat header and instruction, the same ids for every example and
     method) in a KV cache computed once, as a server keeps a fixed system prompt's cache: receiver_ms then
     counts the rest of the prompt. Rows whose receiver features read the latent are timed whole."""
+    fold_weights: bool = False
+    """Time trained rows with receiver features that act only through the weights (LoRA) folded into the
+    receiver's weights once, as a server hosting one reader keeps them: the reading then costs the frozen
+    model's forward (rows say so: weights_folded). Answers are generated unfolded either way."""
 
 
 @dataclass

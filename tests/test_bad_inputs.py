@@ -52,6 +52,7 @@ def one_line(error: BaseException) -> str:
     ("eval.sentences=[0]", "eval.sentences", ">= 1"),
     ("eval.timing_n=-1", "eval.timing_n", ">= 0"),
     ("eval.prefix_cache=maybe", "eval.prefix_cache", "true/false"),
+    ("eval.fold_weights=maybe", "eval.fold_weights", "true/false"),
     ("eval.rates=[0.5,1.5]", "eval.rates", "(0, 1]"),
     ("eval.regime=blind", "eval.regime", "question_aware, context_only"),
     ("eval.codings=[utf8,lm]", "eval.codings", "utf8, zstd, ids, unigram"),

@@ -337,3 +337,43 @@ def test_a_token_readers_prompt_prefix_is_read_from_a_cache_under_its_lora(tmp_p
     row = run_method(ctx, EXAMPLES[:2], "latent_k", 2, 2, progress=False, timing_n=2, shuffle=False,
                      prefix_cache=True).row
     assert row["prefix_cached_n"] == 2 and row["receiver_ms"] > 0
+
+
+def test_a_token_readers_lora_folded_into_the_weights_reads_the_same_and_leaves_them_as_they_were(
+        tmp_path, pair, table):
+    from latentwire.eval.generation import greedy_decode
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import METHODS, MethodContext
+    from latentwire.eval.timing import first_token_timing
+    from latentwire.prompt import PromptBuilder
+
+    system = build_system(_config(tmp_path, table), pair).eval()
+    for p in system.features.parameters():      # LoRA B starts at zero: make the adapter change the answer
+        torch.nn.init.normal_(p, std=0.05)
+    receiver, builder = pair["a"], PromptBuilder(pair["a"].tokenizer, system.config.prompt, "a")
+    ctx = MethodContext(receiver, builder, system=system, regime="context_only", k=2)
+    prompt = METHODS["latent_k"].build(EXAMPLES[0], ctx)
+
+    def first(features):
+        return greedy_decode(receiver, [prompt], 1, builder.stop_ids, builder.pad_id, features).first_logits[0]
+
+    before = {k: v.clone() for k, v in receiver.model.state_dict().items()}
+    read, frozen = first(system.features), first(None)
+    with system.features.folded("a"):
+        changed = any(not torch.equal(v, before[k]) for k, v in receiver.model.state_dict().items())
+        torch.testing.assert_close(first(system.features), read, rtol=1e-4, atol=1e-4)   # LoRA, now in W
+        torch.testing.assert_close(first(None), read, rtol=1e-4, atol=1e-4)              # so even unswitched
+        with system.features.plain("a"):
+            torch.testing.assert_close(first(None), frozen, rtol=1e-4, atol=1e-4)        # plain is still frozen
+    assert changed and not torch.allclose(read, frozen, atol=1e-4)
+    assert all(torch.equal(v, before[k]) for k, v in receiver.model.state_dict().items())  # exactly as before
+    torch.testing.assert_close(first(system.features), read, rtol=1e-5, atol=1e-5)
+    seconds, hits = first_token_timing(receiver, builder, [prompt.receive], system.features, True, fold=True)
+    assert len(seconds) == 1 and hits == 1
+    assert all(torch.equal(v, before[k]) for k, v in receiver.model.state_dict().items())
+    row = run_method(ctx, EXAMPLES[:2], "latent_k", 2, 2, progress=False, timing_n=2, shuffle=False,
+                     fold_weights=True).row
+    assert row["weights_folded"] and row["receiver_ms"] > 0
+    text = run_method(MethodContext(receiver, builder), EXAMPLES[:2], "text", 2, 2, progress=False, timing_n=2,
+                      fold_weights=True).row
+    assert not text["weights_folded"]

@@ -52,11 +52,11 @@ def _receiver_alone(ctx: MethodContext, spec) -> contextlib.AbstractContextManag
 def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch_size: int,
                max_new_tokens: int, progress: bool = True, shuffled_f1: bool = False,
                codings: dict | None = None, timing_n: int = 0, memo: dict | None = None,
-               shuffle: bool = True, prefix_cache: bool = False) -> MethodRun:
+               shuffle: bool = True, prefix_cache: bool = False, fold_weights: bool = False) -> MethodRun:
     """Evaluate one method on `examples`; returns the metrics row and per-example predictions. Each text
     method's message is costed in `codings`; the receiver is timed on the first `timing_n` examples (with its
-    prompt prefix in a cache: `prefix_cache`). A prompt already answered in `memo` (the same receiver, example
-    and token ids, or the same latent) is not generated again."""
+    prompt prefix in a cache: `prefix_cache`; LoRA folded into its weights: `fold_weights`). A prompt already
+    answered in `memo` (the same receiver, example and token ids, or the same latent) is not generated again."""
     spec = METHODS[method]
     with _receiver_alone(ctx, spec):
         prompts = [spec.build(e, ctx) for e in tqdm(examples, desc=f"{ctx.receiver.name}/{method} prompts",
@@ -74,13 +74,15 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
         records, prefill, total = _generate(ctx, examples, prompts, gold_ids, batch_size, max_new_tokens,
                                             features, label, progress, keys, memo)
         timed, cached = first_token_timing(ctx.receiver, ctx.builder, [p.receive or p for p in prompts[:timing_n]],
-                                           features, prefix_cache)
+                                           features, prefix_cache, fold_weights)
     predictions = [{**records[i], **costs[i], "prompt_digest": keys[i][2]} for i in range(len(examples))]
     row = {"receiver": ctx.receiver.name, "method": method, **setting, "regime": ctx.regime,
            **_means(predictions), "reused": reused,
            "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
            "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
-           **_receiver_ms(timed), "prefix_cached_n": cached, **(_context_positions(prompts) if spec.trained else {}),
+           **_receiver_ms(timed), "prefix_cached_n": cached,
+           "weights_folded": bool(fold_weights and features is not None and features.weights_only and timed),
+           **(_context_positions(prompts) if spec.trained else {}),
            **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.trained and len(predictions) >= 2:
         pad_id = ctx.builder.pad_id
@@ -225,7 +227,8 @@ def _missing_rows(config: Config, grid: list, receivers: dict[str, Receiver], sy
                                 peers=peers, **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
                                 progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,
-                                config.eval.shuffle_test, config.eval.prefix_cache)
+                                config.eval.shuffle_test, config.eval.prefix_cache,
+                                config.eval.fold_weights)
             result.row.update(load_seconds=receiver.load_seconds, code_commit=commit, dtype=config.dtype,
                               resolved_dtype=str(receiver.model.dtype).removeprefix("torch."),
                               **({"coding_notes": notes} if notes else {}))

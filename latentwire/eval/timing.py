@@ -77,30 +77,35 @@ class PrefixCache:
 
 
 def first_token_seconds(receiver: Receiver, builder: PromptBuilder, prompts: list, features=None,
-                        prefix_cache: bool = False) -> list[float]:
+                        prefix_cache: bool = False, fold: bool = False) -> list[float]:
     """Per prompt, alone (batch 1): seconds to the first answer token (prefill + its argmax). A prompt is a
     PromptInput, or a callable returning one (e.g. decoding a packet: its time counts). With `prefix_cache`
-    the prompt prefix is read from a cache computed once where it can be (`first_token_timing`)."""
-    return first_token_timing(receiver, builder, prompts, features, prefix_cache)[0]
+    the prompt prefix is read from a cache computed once where it can be, with `fold` the features are folded
+    into the receiver's weights where they can be (`first_token_timing`)."""
+    return first_token_timing(receiver, builder, prompts, features, prefix_cache, fold)[0]
 
 
 @torch.no_grad()
 def first_token_timing(receiver: Receiver, builder: PromptBuilder, prompts: list, features=None,
-                       prefix_cache: bool = False) -> tuple[list[float], int]:
+                       prefix_cache: bool = False, fold: bool = False) -> tuple[list[float], int]:
     """(`first_token_seconds`, how many prompts read their prefix from the cache): with `prefix_cache`, those
-    that start with the prefix, under features that act only through the weights; the others are timed whole."""
-    usable = prefix_cache and PrefixCache.problem(builder, features) is None
-    cached = PrefixCache(receiver, builder, features) if usable else None
-    seconds, hits = [], 0
-    for prompt in prompts:
-        started = time.perf_counter()
-        given = prompt() if callable(prompt) else prompt
-        if cached is not None and cached.holds(given):
-            int(cached.first_logits(given).argmax())
-            hits += 1
-        else:
-            greedy_decode(receiver, [given], 1, builder.stop_ids, builder.pad_id, features)
-        seconds.append(time.perf_counter() - started)
+    that start with the prefix, under features that act only through the weights; the others are timed whole.
+    With `fold` such features are folded into the weights first (ReceiverFeatures.folded, done once, as a
+    server hosting the reader would, so not timed): each prompt then costs the frozen model's forward."""
+    folding = fold and features is not None and features.weights_only
+    with features.folded(receiver.name) if folding else contextlib.nullcontext():
+        usable = prefix_cache and PrefixCache.problem(builder, features) is None
+        cached = PrefixCache(receiver, builder, features) if usable else None
+        seconds, hits = [], 0
+        for prompt in prompts:
+            started = time.perf_counter()
+            given = prompt() if callable(prompt) else prompt
+            if cached is not None and cached.holds(given):
+                int(cached.first_logits(given).argmax())
+                hits += 1
+            else:
+                greedy_decode(receiver, [given], 1, builder.stop_ids, builder.pad_id, features)
+            seconds.append(time.perf_counter() - started)
     return seconds, hits
 
 

@@ -56,3 +56,14 @@ class ReceiverFeatures(nn.Module):
             for feature in self.enabled.values():
                 stack.enter_context(feature.plain(receiver))
             yield
+
+    @contextmanager
+    def folded(self, receiver: str) -> Iterator[None]:
+        """Every weights-only feature folded into `receiver`'s weights (Feature.folded), as a server that hosts
+        one reader keeps them; refused unless all are weights-only."""
+        if not self.weights_only:
+            raise ValueError("only features that act through the weights alone (LoRA) can be folded into them")
+        with ExitStack() as stack:
+            for feature in self.enabled.values():
+                stack.enter_context(feature.folded(receiver))
+            yield

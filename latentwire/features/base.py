@@ -38,6 +38,12 @@ class Feature(nn.Module):
         """Active while receiver `receiver` must behave exactly as the frozen model without this feature."""
         yield
 
+    @contextmanager
+    def folded(self, receiver: str) -> Iterator[None]:
+        """Inside, a weights-only feature is folded into receiver `receiver`'s weights, so that `reading` costs
+        the frozen model's forward (the same outputs up to rounding); `plain` still gives the frozen model."""
+        yield
+
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layer stack of a causal LM (llama, qwen2, gemma3 and most others)."""

@@ -101,3 +101,21 @@ class Lora(Feature):
     def plain(self, receiver: str) -> Iterator[None]:
         with _switched(self.layers[receiver], None):
             yield
+
+    @contextmanager
+    def folded(self, receiver: str) -> Iterator[None]:
+        """W + scale * B A in each adapted layer's weight while inside (peft's merge; a forward with the
+        adapter off, `plain`, unmerges first); afterwards the exact weights of before (saved, not unmerged:
+        unmerging in bfloat16 would not give them back)."""
+        layers, adapter = self.layers[receiver], self.adapters[receiver]
+        saved = [layer.get_base_layer().weight.detach().clone() for layer in layers]
+        with _switched(layers, adapter):
+            try:
+                for layer in layers:
+                    layer.merge(adapter_names=[adapter])
+                yield
+            finally:
+                with torch.no_grad():
+                    for layer, weight in zip(layers, saved):
+                        layer.get_base_layer().weight.copy_(weight)
+                        layer.merged_adapters.clear()
