@@ -28,11 +28,12 @@ WIRE_CODING_KEYS = ("bytes_utf8", "bytes_zstd", "bytes_ids", "bytes_unigram", "b
 rows), each with decode_ms_<coding> beside it (median ms to decode it). In the context-only regime the
 question's UTF-8 bytes are added to every coding."""
 
-TIME_KEYS = ("receiver_ms", "receiver_ms_p90", "timed_n", "prefix_cached_n", "sender_ms")
+TIME_KEYS = ("receiver_ms", "receiver_ms_p90", "timed_n", "prefix_cached_n", "weights_folded", "sender_ms")
 """receiver_ms / receiver_ms_p90: median / p90 ms from what the receiver holds to its first answer token
 (batch 1: prefill and the first step, plus a latent's packet decoding or a receiver-side selection; not
 the wire coding's decode_ms) over the first timed_n examples (prefix_cached_n of them with the prompt prefix's
-KV cache computed once, eval.prefix_cache); sender_ms: median ms of the sender's work
+KV cache computed once, eval.prefix_cache; weights_folded: a reader's LoRA folded into the receiver's weights
+for the timing, eval.fold_weights); sender_ms: median ms of the sender's work
 (selection, pruning, coding, encoding)."""
 
 RENAMED = {"text_bytes": "bytes_utf8", "text_bytes_zstd": "bytes_zstd"}
