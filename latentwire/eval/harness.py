@@ -24,7 +24,7 @@ from latentwire.eval.controls import shuffle_test, shuffled_answers
 from latentwire.eval.diagnostics import diagnostics
 from latentwire.eval.squad_metrics import best_em_f1, clean_prediction
 from latentwire.eval.summary import derived_rows
-from latentwire.eval.timing import first_token_timing, summary_ms
+from latentwire.eval.timing import first_token_timing, folds, summary_ms
 from latentwire.eval.wire_costs import build_codings, cost_columns, message_costs
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.precision import receiver_dtype, resolve_run
@@ -81,7 +81,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "prefill_sec_per_example": prefill / (len(predictions) - reused) if reused < len(predictions) else None,
            "sec_per_example": total / (len(predictions) - reused) if reused < len(predictions) else None, **cost_columns(costs, prompts, spec.coding),
            **_receiver_ms(timed), "prefix_cached_n": cached,
-           "weights_folded": bool(fold_weights and features is not None and features.weights_only and timed),
+           "weights_folded": bool(timed) and folds(features, fold_weights),
            **(_context_positions(prompts) if spec.trained else {}),
            **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.trained and len(predictions) >= 2:

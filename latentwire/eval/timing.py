@@ -76,6 +76,12 @@ class PrefixCache:
             self.cache.crop(length - self.cache.get_seq_length())   # back to the prefix alone
 
 
+def folds(features, fold: bool) -> bool:
+    """Whether a timing with `fold` folds `features` into the receiver's weights: only features that act
+    through the weights alone (LoRA) can be."""
+    return fold and features is not None and features.weights_only
+
+
 def first_token_seconds(receiver: Receiver, builder: PromptBuilder, prompts: list, features=None,
                         prefix_cache: bool = False, fold: bool = False) -> list[float]:
     """Per prompt, alone (batch 1): seconds to the first answer token (prefill + its argmax). A prompt is a
@@ -92,8 +98,7 @@ def first_token_timing(receiver: Receiver, builder: PromptBuilder, prompts: list
     that start with the prefix, under features that act only through the weights; the others are timed whole.
     With `fold` such features are folded into the weights first (ReceiverFeatures.folded, done once, as a
     server hosting the reader would, so not timed): each prompt then costs the frozen model's forward."""
-    folding = fold and features is not None and features.weights_only
-    with features.folded(receiver.name) if folding else contextlib.nullcontext():
+    with features.folded(receiver.name) if folds(features, fold) else contextlib.nullcontext():
         usable = prefix_cache and PrefixCache.problem(builder, features) is None
         cached = PrefixCache(receiver, builder, features) if usable else None
         seconds, hits = [], 0
@@ -116,4 +121,4 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
     return {"median_ms": 1000 * statistics.median(ordered), "p90_ms": 1000 * p90, "n": len(ordered)}
 
 
-__all__ = ["PrefixCache", "PromptInput", "first_token_seconds", "first_token_timing", "summary_ms"]
+__all__ = ["PrefixCache", "PromptInput", "first_token_seconds", "folds", "first_token_timing", "summary_ms"]
