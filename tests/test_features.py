@@ -117,6 +117,9 @@ def test_zero_initialised_feature_reproduces_the_receiver(tmp_path, arch, featur
 def test_kv_features_keep_the_latent_prefix(tmp_path, feature):
     """Cache entries are added beside the latent, never instead of it (the predecessor's bug 7)."""
     system, receiver, builder = _system(tmp_path, "llama", feature)
+    with pytest.raises(ValueError, match="only features that act through the weights alone"):
+        with system.features.folded("a"):      # they read the latent: there is nothing to fold them into
+            pass
     _randomize(system.features)
     embeds = torch.randn(2, 3, receiver.model.config.hidden_size) * 0.1
     targets = torch.tensor([[5, 6], [7, 8]])
