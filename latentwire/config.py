@@ -278,6 +278,9 @@ class TrainConfig:
     continue_from: str = ""
     """A state written by `latentwire export-state` (weights and step): a run with no checkpoint in out_dir
     continues from its step with its weights (the optimizer's moments start again), e.g. on a fresh machine."""
+    init_new_lora: bool = False
+    """train.init_from may lack LoRA modules that this config adds (features.lora.targets grown beyond the
+    loaded reader's): they start at zero, so the stage starts from the loaded reader's reading."""
 
 
 @dataclass
@@ -540,6 +543,9 @@ def value_problems(config: Config) -> list[str]:
     if config.train.init_from and config.train.continue_from:
         problems.append("train.init_from and train.continue_from exclude each other (a new stage, or a run "
                         "continued)")
+    if config.train.init_new_lora and not (config.train.init_from and config.features.lora.enabled):
+        problems.append("train.init_new_lora needs train.init_from and features.lora.enabled (it lets the "
+                        "loaded reader lack LoRA modules that this config adds)")
     return problems + _receiver_problems(config.receivers)
 
 

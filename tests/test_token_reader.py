@@ -247,6 +247,27 @@ def test_an_exported_state_continues_the_run_on_a_fresh_out_dir(tmp_path, pair, 
     assert main(["export-state", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
 
 
+def test_a_stage_may_add_lora_modules_to_a_loaded_reader_only_when_asked(tmp_path, pair, table):
+    from latentwire.errors import CheckpointError
+    from latentwire.train.load import load_trained
+
+    first = train(_config(tmp_path / "a", table, "train.steps=1"), progress=False, receivers=pair)
+    grown = ("features.lora.targets=[q_proj,k_proj,v_proj,o_proj]", f"train.init_from={first}", "train.steps=1",
+             "train.lr=0", "train.warmup=1")
+    with pytest.raises(CheckpointError, match="does not fit this model: missing"):
+        train(_config(tmp_path / "b", table, *grown), progress=False, receivers=pair)
+    second = train(_config(tmp_path / "c", table, *grown, "train.init_new_lora=true"), progress=False,
+                   receivers=pair)
+    loaded, started = load_trained(first, dict(pair)).state_dict(), load_trained(second, dict(pair)).state_dict()
+    added = sorted(set(started) - set(loaded))
+    assert added and all("k_proj" in k or "o_proj" in k for k in added)
+    assert all(not started[k].any() for k in added if "lora_B" in k)          # new modules start as identity
+    for key, value in loaded.items():
+        torch.testing.assert_close(started[key], value, msg=key)
+    with pytest.raises(ConfigError, match="init_new_lora needs train.init_from"):
+        _config(tmp_path, table, "train.init_new_lora=true")
+
+
 def test_reader_settings_are_checked_before_any_row(tmp_path, pair, table):
     from latentwire.eval.harness import load_models
 
