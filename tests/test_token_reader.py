@@ -72,6 +72,33 @@ def test_ragged_batches_train_every_k_and_another_coder_is_refused(tmp_path, pai
         other.decode(system.encode("", EXAMPLES[0].context))
 
 
+def test_self_distillation_teaches_a_merged_reading_from_the_same_reader_at_k1(tmp_path, pair, table):
+    from latentwire.losses import kd_kl
+    from latentwire.train.objective import batch_targets, self_teacher
+
+    config = _config(tmp_path, table, "encoder.merge=mlp", "loss.self_kd_weight=0.5")
+    system = build_system(config, pair)
+    items, _ = task_of(config).build_items(EXAMPLES[:3], system, config, progress=False)
+    targets, masks, after = batch_targets(system, items)
+    system.k = 1
+    reference = system([i.features for i in items], targets, after, ("own",))
+    system.k, system.focus = 3, True
+    taught = self_teacher(system, items, targets, after)
+    assert (system.k, system.focus) == (3, True)                          # the step's reading is restored
+    for name in pair:
+        torch.testing.assert_close(taught[name], reference[name]["own"])
+    loss, parts = batch_loss(system, items, config.loss)
+    loss.backward()
+    student = system([i.features for i in items], targets, after, ("own",))["a"]["own"]
+    top_logits, top_ids = taught["a"].topk(config.loss.kd_top_k, dim=-1)
+    expected = kd_kl(student, top_ids, top_logits, masks["a"], config.loss.kd_tau).item()
+    assert parts["a/self_kd"] == pytest.approx(expected, rel=1e-4) and expected > 0
+    system.k = 1
+    assert "a/self_kd" not in batch_loss(system, items, config.loss)[1]      # at k = 1 the reader is its teacher
+    with pytest.raises(ConfigError, match="self_kd_weight applies to encoder.kind=token_ids"):
+        tiny_config(tmp_path, "byte", "loss.self_kd_weight=1")
+
+
 def test_training_resumes_and_the_model_answers_from_its_packet(tmp_path, pair, table):
     config = _config(tmp_path, table, "train.steps=3")
     checkpoint = train(config, progress=False, receivers=pair)

@@ -34,6 +34,21 @@ def batch_targets(system: LatentWire, items: list[TrainItem]) -> tuple[dict, dic
     return targets, masks, after
 
 
+@torch.no_grad()
+def self_teacher(system: LatentWire, items: list[TrainItem], targets: dict, after: dict) -> dict[str, torch.Tensor]:
+    """A token reader's own answer logits {receiver: [B, K, V]} reading the same packets at k = 1, the teacher of
+    loss.self_kd_weight; {} when this step already reads at k = 1 (or carries no tokens)."""
+    if not system.encoder.carries_tokens or system.k == 1:
+        return {}
+    was = system.k, system.focus
+    system.k, system.focus = 1, False
+    try:
+        logits = system([item.features for item in items], targets, after, ("own",))
+    finally:
+        system.k, system.focus = was
+    return {name: read["own"].detach() for name, read in logits.items()}
+
+
 def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
                loss: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (scalar) and its parts per receiver for one micro-batch of items.
@@ -45,6 +60,7 @@ def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
     shuffle = loss.shuffle_weight > 0 and len(items) >= 2
     logits = system([item.features for item in items], targets, after,
                     ("own", "shuffled") if shuffle else ("own",))               # {name: {condition: [B, K, V]}}
+    taught = self_teacher(core, items, targets, after) if loss.self_kd_weight > 0 else {}
     total, parts = next(iter(logits.values()))["own"].new_zeros(()), {}
     for name, read in logits.items():
         own, ids, mask = read["own"], targets[name], masks[name]
@@ -58,6 +74,11 @@ def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
             kd = kd_kl(own, top_ids, top_logits, mask, loss.kd_tau)
             total = total + loss.kd_weight * kd
             parts[f"{name}/kd"] = kd.item()
+        if name in taught:
+            top_logits, top_ids = taught[name].topk(loss.kd_top_k, dim=-1)
+            self_kd = kd_kl(own, top_ids, top_logits, mask, loss.kd_tau)
+            total = total + loss.self_kd_weight * self_kd
+            parts[f"{name}/self_kd"] = self_kd.item()
         if shuffle:   # each example read with another one's latent: a hinge on the gap in bits
             gap = target_bits(read["shuffled"], ids, mask) - target_bits(own, ids, mask)      # [B] bits
             total = total + loss.shuffle_weight * torch.relu(loss.shuffle_margin - gap).mean()
