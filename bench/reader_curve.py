@@ -34,7 +34,10 @@ def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
 
 
 def newest_checkpoint(run: Path) -> Path | None:
-    """The run's newest saved checkpoint dir (None if it has none)."""
+    """The run's newest saved checkpoint dir (None if it has none); `run` itself when it is one (e.g. a state
+    written by `latentwire export-state`)."""
+    if (run / "model.safetensors").is_file():
+        return run
     found = checkpoints(run, every=10**9)
     return found[-1][1] if found else None
 
@@ -123,7 +126,8 @@ def main() -> None:
     parser.add_argument("--run", default="runs/token_reader", help="the training run (its checkpoints/)")
     parser.add_argument("--config", default="configs/token_reader.yaml")
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--init", help="the run stage 2 started from (train.init_from): its newest checkpoint is step 0")
+    parser.add_argument("--init", help="the run (or checkpoint, or exported state) the run started from "
+                        "(train.init_from): step 0")
     parser.add_argument("--every", type=int, default=100, help="evaluate the checkpoints at multiples of this step")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--methods", nargs="+", default=["latent_k", "latent_focus"])

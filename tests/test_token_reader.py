@@ -235,6 +235,10 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     for step in (50, 100, 150):
         (tmp_path / "run" / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
     assert [s for s, _ in driver.checkpoints(tmp_path / "run", 100)] == [100, 150]
+    assert driver.newest_checkpoint(tmp_path / "run").name == "step-000150"
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "model.safetensors").write_bytes(b"")                # an exported state is its own
+    assert driver.newest_checkpoint(tmp_path / "state") == tmp_path / "state"
     row = {"receiver": "a", "method": "latent_k", "k": 2, "n": 4, "f1": 0.1, "em": 0.0, "M": None}
     for folder, f1 in (("step-000100", 0.1), ("step-000150", 0.2), ("text", 0.3)):
         (tmp_path / "curve" / folder).mkdir(parents=True)
