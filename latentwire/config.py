@@ -219,7 +219,7 @@ class LossConfig:
     kd_top_k: int = 32
     """Teacher distributions are cached as their top-k (renormalised)."""
     self_kd_weight: float = 0.0
-    """Token readers: weight of KL(teacher || student) on the answer positions of a step read at k > 1, the
+    """Token readers: weight of KL(teacher || student) on the answer positions of a QA step read at k > 1, the
     teacher being the same reader reading the same packet at k = 1 (one more forward, without gradient;
     kd_tau and kd_top_k apply). 0 = off."""
     shuffle_weight: float = 0.0

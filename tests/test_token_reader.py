@@ -76,7 +76,8 @@ def test_self_distillation_teaches_a_merged_reading_from_the_same_reader_at_k1(t
     from latentwire.losses import kd_kl
     from latentwire.train.objective import batch_targets, self_teacher
 
-    config = _config(tmp_path, table, "encoder.merge=mlp", "loss.self_kd_weight=0.5")
+    config = _config(tmp_path, table, "encoder.merge=mlp", "loss.self_kd_weight=0.5", "loss.span_tokens=6",
+                     "loss.aux_objective=reconstruction", "loss.aux_share=0.5")
     system = build_system(config, pair)
     items, _ = task_of(config).build_items(EXAMPLES[:3], system, config, progress=False)
     targets, masks, after = batch_targets(system, items)
@@ -95,6 +96,10 @@ def test_self_distillation_teaches_a_merged_reading_from_the_same_reader_at_k1(t
     assert parts["a/self_kd"] == pytest.approx(expected, rel=1e-4) and expected > 0
     system.k = 1
     assert "a/self_kd" not in batch_loss(system, items, config.loss)[1]      # at k = 1 the reader is its teacher
+    system.k = 2
+    with system.training_task("reconstruction"):
+        span_items, _ = system.task.build_items(EXAMPLES[:3], system, config, progress=False)
+        assert self_teacher(system, span_items, *batch_targets(system, span_items)[::2]) == {}   # QA steps only
     with pytest.raises(ConfigError, match="self_kd_weight applies to encoder.kind=token_ids"):
         tiny_config(tmp_path, "byte", "loss.self_kd_weight=1")
 

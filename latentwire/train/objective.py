@@ -37,8 +37,9 @@ def batch_targets(system: LatentWire, items: list[TrainItem]) -> tuple[dict, dic
 @torch.no_grad()
 def self_teacher(system: LatentWire, items: list[TrainItem], targets: dict, after: dict) -> dict[str, torch.Tensor]:
     """A token reader's own answer logits {receiver: [B, K, V]} reading the same packets at k = 1, the teacher of
-    loss.self_kd_weight; {} when this step already reads at k = 1 (or carries no tokens)."""
-    if not system.encoder.carries_tokens or system.k == 1:
+    loss.self_kd_weight; {} when this step already reads at k = 1, carries no tokens or is not QA (a span task's
+    teacher at k = 1 would copy its own span: no more than the span's CE)."""
+    if not system.encoder.carries_tokens or system.k == 1 or system.task.name != "qa":
         return {}
     was = system.k, system.focus
     system.k, system.focus = 1, False
