@@ -98,10 +98,10 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"corrupt checkpoint file {path}: {str(error).splitlines()[0]}") from None
 
 
-def load_model_weights(model: torch.nn.Module, folder: Path, new_lora: bool = False) -> list[str]:
+def load_model_weights(model: torch.nn.Module, folder: Path, new_lora: bool = False) -> None:
     """Load model.safetensors into `model`, refusing missing, extra or mis-shaped tensors; with `new_lora`,
     LoRA tensors the file lacks (modules this config adds) keep their initialisation, which leaves the
-    receiver unchanged. Returns the names of those kept tensors."""
+    receiver unchanged."""
     path = Path(folder) / "model.safetensors"
     tensors = read_tensors(path)
     expected = model.state_dict()
@@ -113,7 +113,6 @@ def load_model_weights(model: torch.nn.Module, folder: Path, new_lora: bool = Fa
         raise CheckpointError(f"{path} does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}, "
                               f"wrong shape {wrong[:3]}")
     model.load_state_dict(tensors, strict=not kept)
-    return kept
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, param_groups: list[dict]) -> None:
