@@ -168,7 +168,8 @@ class EncoderConfig:
     the first (the packet is the same for every k)."""
     merge: str = "weighted"
     """token_ids: how a receiver merges a position's k token embeddings: weighted (a learned weight per place
-    and dimension) or mlp (the mean plus a small MLP); both start as the mean."""
+    and dimension), mlp (the mean plus a small MLP) or mlp_relative (its output scaled by the mean's RMS); all
+    start as the mean."""
     unigram: str = ""
     """token_ids: the unigram table the packet is range-coded under (empty: the shipped table of the default
     receivers; `latentwire fit-unigram` makes one for others)."""
@@ -470,8 +471,8 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     problems = []
     if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
         problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
-    if e.merge not in ("weighted", "mlp"):
-        problems.append(f"encoder.merge must be weighted or mlp, got {e.merge!r}")
+    if e.merge not in ("weighted", "mlp", "mlp_relative"):
+        problems.append(f"encoder.merge must be weighted, mlp or mlp_relative, got {e.merge!r}")
     if e.coder not in ("unigram", "bigram") or (e.bigram and e.coder != "bigram"):
         problems.append(f"encoder.coder must be unigram or bigram (encoder.bigram needs bigram), got {e.coder!r}")
     if e.focus and e.input != "context":

@@ -112,3 +112,15 @@ def test_focus_tokens_are_their_embeddings_and_no_focus_is_the_uniform_reading(t
     none, none_positions = reader(ids, mask, 4, torch.zeros_like(mask))
     assert none.shape == uniform.shape and none_positions.tolist() == [[1, 1], [1, 0]]
     torch.testing.assert_close(none, uniform)
+
+
+def test_the_relative_mlp_merge_is_in_the_embeddings_own_units_and_the_plain_one_is_not():
+    torch.manual_seed(0)
+    groups, members = torch.randn(2, 3, 4, 16), torch.ones(2, 3, 4)
+    small = {}
+    for merge in ("mlp", "mlp_relative"):
+        module = MERGES[merge](4, 16, 8)
+        torch.nn.init.normal_(module.net[-1].weight)                  # as if trained: the MLP adds something
+        small[merge] = (module(groups * 0.1, members), module(groups, members) * 0.1)
+    torch.testing.assert_close(*small["mlp_relative"], rtol=1e-2, atol=1e-4)    # scales with the embeddings
+    assert not torch.allclose(*small["mlp"], rtol=0.1)                # in absolute units: swamps small tokens

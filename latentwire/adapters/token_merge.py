@@ -5,6 +5,7 @@ own embeddings of its k tokens, scaled to their RMS, so that k = 1 is the text's
 Merges (registry MERGES), both starting as the mean of the group:
     weighted   a learned per-dimension weight for each place in the group (the token-pairs reader's merge)
     mlp        the mean plus a small MLP over the k embeddings and their places in the group (zero at start)
+    mlp_relative  the same, the MLP's output scaled by the group mean's RMS (it cannot swamp small embeddings)
 A reader holds one merge per k it reads (`ks`), so one reader serves every k of a mixed-k training.
 
 Two resolutions: with `focus` marks [B, T] (the tokens of the sentences the receiver selected for the
@@ -110,7 +111,20 @@ class MLPMerge(nn.Module):
         return masked_mean(groups, members) + self.net(self.norm(placed.flatten(2)))
 
 
-MERGES: dict[str, Callable[..., nn.Module]] = {"weighted": WeightedMerge, "mlp": MLPMerge}
+class RelativeMLPMerge(MLPMerge):
+    """MLPMerge with the MLP's output in units of the group mean's RMS: whatever the receiver's embedding scale,
+    the learned part cannot outweigh the tokens (a plain MLP's output, in absolute units, can swamp the mean of a
+    receiver whose embeddings are small, e.g. Qwen's RMS 0.017, and map every group to one direction)."""
+
+    def forward(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """groups [B, M, k, d], members [B, M, k] -> [B, M, d]."""
+        mean = masked_mean(groups, members)
+        placed = (groups + self.place) * members.to(groups.dtype)[..., None]
+        return mean + mean.pow(2).mean(-1, keepdim=True).sqrt() * self.net(self.norm(placed.flatten(2)))
+
+
+MERGES: dict[str, Callable[..., nn.Module]] = {"weighted": WeightedMerge, "mlp": MLPMerge,
+                                              "mlp_relative": RelativeMLPMerge}
 
 
 class TokenMergeReader(nn.Module):
