@@ -2,7 +2,7 @@
 read k to a position. T tokens become M = ceil(T / k) positions; each is a learned merge of the receiver's
 own embeddings of its k tokens, scaled to their RMS, so that k = 1 is the text's embeddings exactly.
 
-Merges (registry MERGES), both starting as the mean of the group:
+Merges (registry MERGES), all starting as the mean of the group:
     weighted   a learned per-dimension weight for each place in the group (the token-pairs reader's merge)
     mlp        the mean plus a small MLP over the k embeddings and their places in the group (zero at start)
     mlp_relative  the same, the MLP's output scaled by the group mean's RMS (it cannot swamp small embeddings)
@@ -104,23 +104,25 @@ class MLPMerge(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
+    def learned(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """groups [B, M, k, d], members [B, M, k] -> the MLP's part [B, M, d] (0 at start)."""
+        placed = (groups + self.place) * members.to(groups.dtype)[..., None]       # missing members stay 0
+        return self.net(self.norm(placed.flatten(2)))
+
     def forward(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
         """groups [B, M, k, d], members [B, M, k] -> [B, M, d]."""
-        present = members.to(groups.dtype)[..., None]
-        placed = (groups + self.place) * present                                    # missing members stay 0
-        return masked_mean(groups, members) + self.net(self.norm(placed.flatten(2)))
+        return masked_mean(groups, members) + self.learned(groups, members)
 
 
 class RelativeMLPMerge(MLPMerge):
-    """MLPMerge with the MLP's output in units of the group mean's RMS: whatever the receiver's embedding scale,
-    the learned part cannot outweigh the tokens (a plain MLP's output, in absolute units, can swamp the mean of a
-    receiver whose embeddings are small, e.g. Qwen's RMS 0.017, and map every group to one direction)."""
+    """MLPMerge with the MLP's output in units of the group mean's RMS: the learned part scales with the
+    receiver's embeddings (a plain MLP's output, in absolute units, can swamp the mean of a receiver whose
+    embeddings are small, e.g. Qwen's RMS 0.017, and map every group to one direction)."""
 
     def forward(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
         """groups [B, M, k, d], members [B, M, k] -> [B, M, d]."""
         mean = masked_mean(groups, members)
-        placed = (groups + self.place) * members.to(groups.dtype)[..., None]
-        return mean + mean.pow(2).mean(-1, keepdim=True).sqrt() * self.net(self.norm(placed.flatten(2)))
+        return mean + mean.pow(2).mean(-1, keepdim=True).sqrt() * self.learned(groups, members)
 
 
 MERGES: dict[str, Callable[..., nn.Module]] = {"weighted": WeightedMerge, "mlp": MLPMerge,
