@@ -286,6 +286,10 @@ class TrainConfig:
     init_new_lora: bool = False
     """train.init_from may lack LoRA modules that this config adds (features.lora.targets grown beyond the
     loaded reader's): they start at zero, so the stage starts from the loaded reader's reading."""
+    init_fresh: list[str] = field(default_factory=list)
+    """Name prefixes of tensors that start from this config's initialisation, not from train.init_from (the
+    file's tensors under them are not read), e.g. [adapters.] to try another encoder.merge on a trained
+    reader's LoRA. Each prefix must name at least one tensor of the model."""
 
 
 @dataclass
@@ -553,6 +557,8 @@ def value_problems(config: Config) -> list[str]:
     if config.train.init_new_lora and not (config.train.init_from and config.features.lora.enabled):
         problems.append("train.init_new_lora needs train.init_from and features.lora.enabled (it lets the "
                         "loaded reader lack LoRA modules that this config adds)")
+    if config.train.init_fresh and not config.train.init_from:
+        problems.append("train.init_fresh needs train.init_from (it names what a loaded stage does not start from)")
     return problems + _receiver_problems(config.receivers)
 
 

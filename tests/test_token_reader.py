@@ -434,3 +434,28 @@ def test_a_token_readers_lora_folded_into_the_weights_reads_the_same_and_leaves_
     text = run_method(MethodContext(receiver, builder), EXAMPLES[:2], "text", 2, 2, progress=False, timing_n=2,
                       fold_weights=True).row
     assert not text["weights_folded"]
+
+
+def test_a_stage_may_start_another_merge_on_a_loaded_readers_lora(tmp_path, pair, table):
+    from latentwire.errors import CheckpointError
+    from latentwire.train.load import load_trained
+
+    first = train(_config(tmp_path / "a", table, "encoder.merge=mlp", "train.steps=1"), progress=False,
+                  receivers=pair)
+    other = ("encoder.merge=weighted", f"train.init_from={first}", "train.steps=1", "train.lr=0", "train.warmup=1")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        train(_config(tmp_path / "b", table, *other), progress=False, receivers=pair)
+    with pytest.raises(CheckpointError, match="init_fresh prefix 'nowhere.' names no tensor"):
+        train(_config(tmp_path / "c", table, *other, "train.init_fresh=[nowhere.]"), progress=False, receivers=pair)
+    second = train(_config(tmp_path / "d", table, *other, "train.init_fresh=[adapters.]"), progress=False,
+                   receivers=pair)
+    loaded, started = load_trained(first, dict(pair)).state_dict(), load_trained(second, dict(pair)).state_dict()
+    merges = [k for k in started if k.startswith("adapters.")]
+    assert merges and all(k.endswith(".weight") and "merges" in k for k in merges)
+    for key in merges:                                         # a weighted merge starts as the group mean
+        k = started[key].shape[0]
+        torch.testing.assert_close(started[key], torch.full_like(started[key], 1.0 / k), msg=key)
+    lora = [k for k in loaded if "lora_" in k]
+    assert lora and all(torch.equal(started[k], loaded[k]) for k in lora)
+    with pytest.raises(ConfigError, match="init_fresh needs train.init_from"):
+        _config(tmp_path, table, "train.init_fresh=[adapters.]")

@@ -98,15 +98,21 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"corrupt checkpoint file {path}: {str(error).splitlines()[0]}") from None
 
 
-def load_model_weights(model: torch.nn.Module, folder: Path, new_lora: bool = False) -> None:
+def load_model_weights(model: torch.nn.Module, folder: Path, new_lora: bool = False,
+                       fresh: tuple[str, ...] = ()) -> None:
     """Load model.safetensors into `model`, refusing missing, extra or mis-shaped tensors; with `new_lora`,
     LoRA tensors the file lacks (modules this config adds) keep their initialisation, which leaves the
-    receiver unchanged."""
+    receiver unchanged; tensors whose names start with a prefix in `fresh` keep their initialisation and the
+    file's tensors under those prefixes are not read."""
     path = Path(folder) / "model.safetensors"
-    tensors = read_tensors(path)
     expected = model.state_dict()
+    unused = [prefix for prefix in fresh if not any(k.startswith(prefix) for k in expected)]
+    if unused:
+        raise CheckpointError(f"train.init_fresh prefix {unused[0]!r} names no tensor of this model "
+                              f"(e.g. {next(iter(expected), '')!r})")
+    tensors = {k: v for k, v in read_tensors(path).items() if not k.startswith(tuple(fresh))}
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    kept = [k for k in missing if new_lora and ("lora_A" in k or "lora_B" in k)]
+    kept = [k for k in missing if k.startswith(tuple(fresh)) or (new_lora and ("lora_A" in k or "lora_B" in k))]
     missing = [k for k in missing if k not in kept]
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
     if missing or extra or wrong:

@@ -175,7 +175,8 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
         return state["step"], state.get("bad_steps", 0)
     if resume is None:
         if config.train.init_from:
-            load_model_weights(system, resolve_checkpoint(config.train.init_from), config.train.init_new_lora)
+            load_model_weights(system, resolve_checkpoint(config.train.init_from), config.train.init_new_lora,
+                               tuple(config.train.init_fresh))
         return 0, 0
     state = read_json(resume / "state.json")
     load_model_weights(system, resume)
