@@ -98,6 +98,9 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     """Tokens a receiver position reads in the latent_k and latent_focus rows of a token reader (one row per
     value, each one the reader was trained for)."""
+    salient_run_k: int = 4
+    """latent_salient: tokens a position in the runs between the salient tokens (each latent_salient row's k,
+    its positions' budget, must not exceed it; the reader must have been trained for it)."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
     """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
     it delivered)."""
@@ -535,6 +538,11 @@ def value_problems(config: Config) -> list[str]:
         problems.append(f"eval.rates must be in (0, 1] (every entry), got {config.eval.rates}")
     if any(not 1 <= k <= 4 for k in config.eval.ks):
         problems.append(f"eval.ks must list tokens a position in 1..4 (every entry), got {config.eval.ks}")
+    if not 1 <= config.eval.salient_run_k <= 4:
+        problems.append(f"eval.salient_run_k must be in 1..4, got {config.eval.salient_run_k}")
+    elif "latent_salient" in config.eval.methods and max(config.eval.ks, default=1) > config.eval.salient_run_k:
+        problems.append(f"eval.ks={config.eval.ks} with latent_salient: every k must be <= eval.salient_run_k="
+                        f"{config.eval.salient_run_k} (a k's positions cannot hold the runs read at salient_run_k)")
     if config.eval.regime not in REGIMES:
         problems.append(f"eval.regime must be one of {', '.join(REGIMES)}, got {config.eval.regime!r}")
     if any(c not in CODING_NAMES[:-1] for c in config.eval.codings):

@@ -19,6 +19,7 @@ from torch import nn
 
 from latentwire.adapters import build_adapters
 from latentwire.adapters.focus import focus_marks
+from latentwire.adapters.salient import salient_marks, unigram_surprisal
 from latentwire.atomic import atomic_directory
 from latentwire.config import Config, config_from_dict
 from latentwire.data.examples import MAX_FIELD_CHARS
@@ -70,6 +71,8 @@ class LatentWire(nn.Module):
         """Tokens a receiver position reads, for token packets (training sets it per batch)."""
         self.focus = False
         """Whether training reads token packets at two resolutions this step (the trainer draws it per batch)."""
+        self._surprisal = None
+        """Token packets: each shared id's code length in bits under the unigram table (salient reading)."""
 
     @contextlib.contextmanager
     def training_task(self, name: str):
@@ -150,6 +153,15 @@ class LatentWire(nn.Module):
         if not focus:
             return z.uniform()
         return z.focused(self.focus_marks(question, z.ids[0][z.mask[0] > 0].tolist()))
+
+    def salient_reading(self, z, k: int, run_k: int):
+        """A decoded token packet (TokenBatch of one) marked for salient reading: its least predictable tokens
+        alone, the rest run_k a position, within the ceil(T / k) positions of a uniform reading at k
+        (latentwire.adapters.salient); read it at run_k."""
+        if self._surprisal is None:
+            self._surprisal = unigram_surprisal(self.encoder.wire.table.probabilities())
+        ids = z.ids[0][z.mask[0] > 0].tolist()
+        return z.focused(salient_marks(self._surprisal[ids].tolist(), k, run_k))
 
     def as_batch(self, z):
         """What `decode` returned as a batch of one: Z [1, slots, d_z] (a TokenBatch already is one)."""

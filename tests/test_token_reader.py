@@ -459,3 +459,31 @@ def test_a_stage_may_start_another_merge_on_a_loaded_readers_lora(tmp_path, pair
     assert lora and all(torch.equal(started[k], loaded[k]) for k in lora)
     with pytest.raises(ConfigError, match="init_fresh needs train.init_from"):
         _config(tmp_path, table, "train.init_fresh=[adapters.]")
+
+
+def test_salient_rows_read_in_a_uniform_ks_positions_and_are_checked(tmp_path, pair, table):
+    from latentwire.config import load_config
+    from latentwire.eval.harness import load_models, method_grid, run_method
+    from latentwire.eval.methods import MethodContext
+    from latentwire.prompt import PromptBuilder
+
+    config = _config(tmp_path, table)
+    system = build_system(config, pair).eval()
+    builder = PromptBuilder(pair["a"].tokenizer, config.prompt, "a")
+    examples = EXAMPLES[:3]
+    rows = {}
+    for method, k in (("latent_k", 2), ("latent_k", 3), ("latent_salient", 2)):
+        ctx = MethodContext(pair["a"], builder, system=system, regime="context_only", k=k, salient_run_k=3)
+        rows[method, k] = run_method(ctx, examples, method, 2, 2, progress=False, shuffle=False).row
+    held = {key: row["context_positions"] for key, row in rows.items()}
+    assert held["latent_k", 3] < held["latent_salient", 2] <= held["latent_k", 2]
+    assert rows["latent_salient", 2]["k"] == 2
+    assert rows["latent_salient", 2]["wire_bytes"] == rows["latent_k", 2]["wire_bytes"]
+    assert method_grid(load_config(None, ["eval.methods=[latent_salient]", "eval.ks=[1,2]"])) == [("latent_salient", 2)]
+    with pytest.raises(ConfigError, match="salient_run_k"):
+        load_config(None, ["eval.methods=[latent_salient]", "eval.ks=[2,4]", "eval.salient_run_k=3"])
+    checkpoint = train(_config(tmp_path / "run", table, "train.steps=1"), progress=False, receivers=pair)
+    wrong = _config(tmp_path, table, f"checkpoint={checkpoint}", "eval.methods=[latent_salient]", "eval.ks=[2]",
+                    "eval.salient_run_k=4")
+    with pytest.raises(ValueError, match="salient_run_k"):
+        load_models(wrong, method_grid(wrong), dict(pair))

@@ -202,11 +202,13 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     system = load_trained(config.checkpoint, receivers)
     readers = {k for m, k in grid if METHODS[m].setting == "k"}
     if readers and not system.encoder.carries_tokens:
-        raise ValueError(f"eval methods latent_k/latent_focus/latent_selected need a token reader; "
+        raise ValueError(f"eval methods latent_k/latent_focus/latent_salient/latent_selected need a token reader; "
                          f"{config.checkpoint} is encoder.kind={system.config.encoder.kind}")
+    if any(m == "latent_salient" for m, _ in grid):
+        readers = readers | {config.eval.salient_run_k}
     if readers - set(system.config.encoder.ks):
-        raise ValueError(f"eval.ks={sorted(readers)}: this reader was trained for encoder.ks="
-                         f"{sorted(system.config.encoder.ks)}")
+        raise ValueError(f"eval.ks={sorted(readers)} (with eval.salient_run_k for latent_salient): this reader "
+                         f"was trained for encoder.ks={sorted(system.config.encoder.ks)}")
     return system
 
 
@@ -224,7 +226,8 @@ def _missing_rows(config: Config, grid: list, receivers: dict[str, Receiver], sy
             if (spec.name, method, *(value if setting == name else None for name in SETTINGS)) in done:
                 continue
             ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
-                                peers=peers, **({setting: value} if setting else {}))
+                                peers=peers, salient_run_k=config.eval.salient_run_k,
+                                **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
                                 progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,
                                 config.eval.shuffle_test, config.eval.prefix_cache,

@@ -97,6 +97,19 @@ def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
                           lambda z, question: z.uniform())
 
 
+@torch.no_grad()
+def _latent_salient(example: QAExample, ctx: MethodContext) -> PromptInput:
+    """A token reader's lossless packet in the positions of a uniform reading at ctx.k: the context's least
+    predictable tokens a position each, the runs between them eval.salient_run_k a position (the receiver
+    marks them from the decoded ids alone; latentwire.adapters.salient)."""
+    if ctx.system is None or not ctx.system.encoder.carries_tokens:
+        raise ValueError("eval method 'latent_salient' needs a token reader: checkpoint=<a run of "
+                         "encoder.kind=token_ids>")
+    return _packet_prompt(example, replace(ctx, k=ctx.salient_run_k),
+                          lambda: ctx.system.encode(example.question, example.context),
+                          lambda z, question: ctx.system.salient_reading(z, ctx.k, ctx.salient_run_k))
+
+
 def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], bytes],
                    view: Callable[[object, str], object]) -> PromptInput:
     """A trained model's prompt: `encode()` -> the packet (timed as the sender's work); the receiver decodes
@@ -192,6 +205,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True, skips=(1,),
            description="the same packet at two resolutions: the sentences the receiver picks for the question "
                        "(encoder.focus, at least one) a token a position, the rest k a position"),
+    Method("latent_salient", _latent_salient, "k", coding="packet", trained=True, skips=(1,),
+           description="the same packet in the positions of a uniform reading at k: its least predictable "
+                       "tokens (unigram bits) a position each, the rest eval.salient_run_k a position"),
     Method("latent_selected", _latent_selected, "k", coding="packet", trained=True, regimes=("question_aware",),
            description="question-aware token packet: only the sentences the sender picks for the question "
                        "(encoder.focus, at least one), read k tokens a position"),

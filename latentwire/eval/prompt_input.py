@@ -71,6 +71,7 @@ class MethodContext:
     sender: Receiver | None = None   # the sender's model (LLMLingua's scorer, the lm coder): the first receiver
     peers: dict = field(default_factory=dict)   # resources built once per run (scorers, compressors, coders)
     k: int = 0                       # latent_k / latent_focus: tokens a receiver position reads
+    salient_run_k: int = 4           # latent_salient: tokens a position of the runs between salient tokens
 
     @property
     def features(self):
