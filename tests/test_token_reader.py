@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latentwire.data.loaders import load_examples
-from latentwire.errors import CodingError, ConfigError, PacketError
+from latentwire.errors import CheckpointError, CodingError, ConfigError, PacketError
 from latentwire.prompt import split_content
 from latentwire.system import LatentWire, build_system
 from latentwire.train.objective import batch_loss
@@ -278,13 +278,16 @@ def test_an_exported_state_continues_the_run_on_a_fresh_out_dir(tmp_path, pair, 
     continued = train(config, progress=False, receivers=pair)
     log = [json.loads(line) for line in (tmp_path / "b" / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [3] and read_json(continued / "state.json")["step"] == 3
+    other = _config(tmp_path / "c", table, "train.steps=3", f"train.continue_from={tmp_path / 'state'}",
+                    "encoder.merge=mlp_relative")
+    with pytest.raises(CheckpointError, match="encoder.merge='weighted' there, 'mlp_relative' here"):
+        train(other, progress=False, receivers=pair)
     with pytest.raises(ConfigError, match="exclude each other"):
         _config(tmp_path, table, "train.init_from=x", "train.continue_from=y")
     assert main(["export-state", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
 
 
 def test_a_stage_may_add_lora_modules_to_a_loaded_reader_only_when_asked(tmp_path, pair, table):
-    from latentwire.errors import CheckpointError
     from latentwire.train.load import load_trained
 
     first = train(_config(tmp_path / "a", table, "train.steps=1"), progress=False, receivers=pair)
@@ -437,7 +440,6 @@ def test_a_token_readers_lora_folded_into_the_weights_reads_the_same_and_leaves_
 
 
 def test_a_stage_may_start_another_merge_on_a_loaded_readers_lora(tmp_path, pair, table):
-    from latentwire.errors import CheckpointError
     from latentwire.train.load import load_trained
 
     first = train(_config(tmp_path / "a", table, "encoder.merge=mlp", "train.steps=1"), progress=False,

@@ -207,8 +207,8 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     if any(m == "latent_salient" for m, _ in grid):
         readers = readers | {config.eval.salient_run_k}
     if readers - set(system.config.encoder.ks):
-        raise ValueError(f"eval.ks={sorted(readers)} (with eval.salient_run_k for latent_salient): this reader "
-                         f"was trained for encoder.ks={sorted(system.config.encoder.ks)}")
+        raise ValueError(f"eval.ks={sorted(readers)}: this reader was trained for encoder.ks="
+                         f"{sorted(system.config.encoder.ks)} (latent_salient also reads at eval.salient_run_k)")
     return system
 
 

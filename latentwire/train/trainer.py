@@ -19,7 +19,7 @@ from tqdm import tqdm
 from latentwire.atomic import trim_partial_line
 from latentwire.config import Config
 from latentwire.data.loaders import load_examples
-from latentwire.errors import TrainingError
+from latentwire.errors import CheckpointError, TrainingError
 from latentwire.llm.loader import Receiver
 from latentwire.precision import autocast, mixed_precision, resolve_run
 from latentwire.system import LatentWire, build_system
@@ -171,6 +171,7 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
     resume = latest_checkpoint(out)
     if resume is None and config.train.continue_from:           # an exported state: weights and step
         state = read_json(resolve_checkpoint(config.train.continue_from) / "state.json")
+        check_same_reading(resolve_checkpoint(config.train.continue_from), config)
         load_model_weights(system, resolve_checkpoint(config.train.continue_from))
         return state["step"], state.get("bad_steps", 0)
     if resume is None:
@@ -183,6 +184,21 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
     if optimizer is not None:
         load_optimizer(optimizer, resume, state["param_groups"])
     return state["step"], state.get("bad_steps", 0)
+
+
+READING_FIELDS = ("kind", "merge", "input")
+"""encoder fields a continued run must share with the state it continues (the same tensors read another way
+would load silently)."""
+
+
+def check_same_reading(state: Path, config: Config) -> None:
+    """CheckpointError unless the exported `state` (its config.json) reads as `config` does (READING_FIELDS)."""
+    saved = read_json(state / "config.json").get("encoder", {})
+    differ = [f"encoder.{name}={saved.get(name)!r} there, {getattr(config.encoder, name)!r} here"
+              for name in READING_FIELDS if saved.get(name) != getattr(config.encoder, name)]
+    if differ:
+        raise CheckpointError(f"train.continue_from={state} was trained otherwise: {'; '.join(differ)} (a "
+                              "continuation reads as its run did; a new stage uses train.init_from)")
 
 
 def compute_precision(accelerator: Accelerator, config: Config):
