@@ -70,14 +70,19 @@ def _latent(example: QAExample, ctx: MethodContext) -> PromptInput:
                           lambda z, question: z)
 
 
+def _require_token_reader(method: str, ctx: MethodContext) -> None:
+    """ValueError unless ctx holds a trained token reader (encoder.kind=token_ids), which `method` reads."""
+    if ctx.system is None or not ctx.system.encoder.carries_tokens:
+        raise ValueError(f"eval method {method!r} needs a token reader: checkpoint=<a run of "
+                         "encoder.kind=token_ids>")
+
+
 def _token_reader(method: str, focus: bool):
     """A token reader's method: the lossless packet read ctx.k tokens a position, at two resolutions (the
     receiver's focus sentences at k = 1) when `focus`."""
     @torch.no_grad()
     def build(example: QAExample, ctx: MethodContext) -> PromptInput:
-        if ctx.system is None or not ctx.system.encoder.carries_tokens:
-            raise ValueError(f"eval method {method!r} needs a token reader: checkpoint=<a run of "
-                             "encoder.kind=token_ids>")
+        _require_token_reader(method, ctx)
         return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context),
                               lambda z, question: ctx.system.token_reading(z, question, focus))
     return build
@@ -87,9 +92,7 @@ def _token_reader(method: str, focus: bool):
 def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
     """Question-aware token packets: the sender keeps the encoder.focus sentences (at least one) that
     encoder.focus_scorer ranks highest for the question and sends only their tokens, read at ctx.k."""
-    if ctx.system is None or not ctx.system.encoder.carries_tokens:
-        raise ValueError("eval method 'latent_selected' needs a token reader: checkpoint=<a run of "
-                         "encoder.kind=token_ids>")
+    _require_token_reader("latent_selected", ctx)
     e = ctx.system.config.encoder
     scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
     chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
@@ -102,9 +105,7 @@ def _latent_salient(example: QAExample, ctx: MethodContext) -> PromptInput:
     """A token reader's lossless packet in the positions of a uniform reading at ctx.k: the context's least
     predictable tokens a position each, the runs between them eval.salient_run_k a position (the receiver
     marks them from the decoded ids alone; latentwire.adapters.salient)."""
-    if ctx.system is None or not ctx.system.encoder.carries_tokens:
-        raise ValueError("eval method 'latent_salient' needs a token reader: checkpoint=<a run of "
-                         "encoder.kind=token_ids>")
+    _require_token_reader("latent_salient", ctx)
     return _packet_prompt(example, replace(ctx, k=ctx.salient_run_k),
                           lambda: ctx.system.encode(example.question, example.context),
                           lambda z, question: ctx.system.salient_reading(z, ctx.k, ctx.salient_run_k))

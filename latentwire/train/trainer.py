@@ -170,9 +170,10 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
     (a pretraining stage) or from the initialisation."""
     resume = latest_checkpoint(out)
     if resume is None and config.train.continue_from:           # an exported state: weights and step
-        state = read_json(resolve_checkpoint(config.train.continue_from) / "state.json")
-        check_same_reading(resolve_checkpoint(config.train.continue_from), config)
-        load_model_weights(system, resolve_checkpoint(config.train.continue_from))
+        exported = resolve_checkpoint(config.train.continue_from)
+        state = read_json(exported / "state.json")
+        check_same_reading(exported, config)
+        load_model_weights(system, exported)
         return state["step"], state.get("bad_steps", 0)
     if resume is None:
         if config.train.init_from:
