@@ -236,6 +236,9 @@ class LossConfig:
     span of the context from the latent) or continuation (the latent of one span, the next span as target)."""
     span_tokens: int = 64
     """Span length for reconstruction / continuation, in tokens of the first receiver."""
+    ks: list[int] = field(default_factory=list)
+    """Token readers: the k values `objective`'s steps read at, drawn per step (a subset of encoder.ks, e.g. [2]
+    for a reader specialised at one k while every merge of encoder.ks is kept); empty = encoder.ks."""
     aux_objective: str = ""
     """A second task of TASKS trained on a share of the steps beside `objective` (e.g. reconstruction kept
     during QA, so that what it taught the reader is not unlearned); "" = none."""

@@ -134,8 +134,10 @@ TASKS: dict[str, Task] = {task.name: task for task in (QATask(), ReconstructionT
 
 
 def aux_task_problems(config: Config) -> list[str]:
-    """Why loss.aux_objective / loss.aux_share cannot work."""
+    """Why loss.ks, loss.aux_objective / aux_share / aux_ks cannot work (the draws of task and k)."""
     loss = config.loss
+    if not set(loss.ks) <= set(config.encoder.ks):
+        return [f"loss.ks must be values of encoder.ks {config.encoder.ks}, got {loss.ks}"]
     if not loss.aux_objective:
         return [f"loss.{name} needs loss.aux_objective, got {value}"
                 for name, value in (("aux_share", loss.aux_share), ("aux_ks", loss.aux_ks)) if value]

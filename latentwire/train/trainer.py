@@ -252,8 +252,8 @@ def optimizer_step(system, optimizer, accelerator: Accelerator, items: dict[str,
         group["lr"] = learning_rate(step, config)
     model = getattr(system, "module", system)
     task = step_task(config, step)
-    aux_ks = config.loss.aux_ks if task == config.loss.aux_objective else []
-    model.k = reading_k(aux_ks or config.encoder.ks, t.seed, step)
+    task_ks = config.loss.aux_ks if task == config.loss.aux_objective else config.loss.ks
+    model.k = reading_k(task_ks or config.encoder.ks, t.seed, step)
     marked = config.encoder.focus and items[task][0].features.dim() == 2 and items[task][0].features.shape[1] > 1
     model.focus = model.k > 1 and reading_focus(config.encoder.focus_share if marked else 0.0, t.seed,
                                                 step)   # (at k = 1 both readings agree; span items have no marks)
