@@ -226,6 +226,11 @@ class LossConfig:
     """Token readers: weight of KL(teacher || student) on the answer positions of a QA step read at k > 1, the
     teacher being the same reader reading the same packet at k = 1 (one more forward, without gradient;
     kd_tau and kd_top_k apply). 0 = off."""
+    self_states_weight: float = 0.0
+    """Token readers: weight of the mean squared difference of RMS-normalised hidden states (every layer) at the
+    positions read after the context (question, anchor, answer inputs) on a QA step read at k > 1, against the
+    same reader reading the same packet at k = 1 (one more forward, without gradient; shared with self_kd):
+    a dense target for what the merged positions must give the question. 0 = off."""
     shuffle_weight: float = 0.0
     """Weight of a hinge on the shuffled-latent gap: relu(shuffle_margin - (bits given another example's
     latent - bits given its own)), per example; one extra receiver forward per step (0 = off)."""
@@ -504,7 +509,8 @@ _MINIMUMS = {
     "encoder.M": 1, "encoder.d_z": 1, "encoder.width": 1, "encoder.layers": 1, "encoder.heads": 1,
     "encoder.max_input": 1, "encoder.private_slots": 0,
     "loss.K": 1, "loss.kd_top_k": 1, "loss.first_token_weight": 0, "loss.ce_weight": 0, "loss.kd_weight": 0,
-    "loss.self_kd_weight": 0, "loss.shuffle_weight": 0,
+    "loss.self_kd_weight": 0, "loss.self_states_weight": 0,
+    "loss.shuffle_weight": 0,
     "train.steps": 0, "train.batch_size": 1, "train.grad_accum": 1, "train.lr": 0, "train.warmup": 0,
     "train.weight_decay": 0, "train.n_train": 0, "train.log_every": 1, "train.save_every": 1,
     "train.max_bad_steps": 0,
@@ -563,8 +569,9 @@ def value_problems(config: Config) -> list[str]:
     if config.train.init_from and config.train.continue_from:
         problems.append("train.init_from and train.continue_from exclude each other (a new stage, or a run "
                         "continued)")
-    if config.loss.self_kd_weight > 0 and config.encoder.kind != "token_ids":
-        problems.append("loss.self_kd_weight applies to encoder.kind=token_ids (its teacher is the reader at k = 1)")
+    for name in ("self_kd_weight", "self_states_weight"):
+        if getattr(config.loss, name) > 0 and config.encoder.kind != "token_ids":
+            problems.append(f"loss.{name} applies to encoder.kind=token_ids (its teacher is the reader at k = 1)")
     if config.train.init_new_lora and not (config.train.init_from and config.features.lora.enabled):
         problems.append("train.init_new_lora needs train.init_from and features.lora.enabled (it lets the "
                         "loaded reader lack LoRA modules that this config adds)")

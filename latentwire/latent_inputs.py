@@ -94,6 +94,21 @@ def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tens
     latent and the anchor (context-only mode); `latent_mask` [B, M] marks the real latent positions of rows of
     different lengths (token packets).
     """
+    return _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, False)[0]
+
+
+def answer_states(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor, targets: torch.Tensor,
+                  features=None, after: list[list[int]] | None = None,
+                  latent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`answer_logits`, and the receiver's hidden states after each layer at the positions read after the
+    latent (the ids `after`, the anchor and the K - 1 answer inputs): (logits [B, K, V], states [L, B, S, d],
+    which of the S positions each row has [B, S]; rows end together, so the last S positions of a reading at
+    one k line up with those of the same example read at another)."""
+    return _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, True)
+
+
+def _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, states: bool):
+    """(logits [B, K, V], states [L, B, S, d] or None, suffix mask [B, S] or None): see answer_states."""
     K = targets.shape[1]
     prompt, mask = latent_prompt_batch(receiver, builder, latent, after, latent_mask)
     padded = not bool(mask.all())
@@ -103,4 +118,11 @@ def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tens
         inputs.update(attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
     with reading(receiver, features, latent, inputs) as kwargs:
-        return receiver.model(**{"use_cache": False, **kwargs}, logits_to_keep=keep).logits
+        out = receiver.model(**{"use_cache": False, **kwargs}, logits_to_keep=keep, output_hidden_states=states)
+    if not states:
+        return out.logits, None, None
+    lengths = torch.tensor([len(ids) for ids in (after or [[]] * latent.shape[0])], device=latent.device)
+    lengths = lengths + len(builder.anchor_ids) + K - 1                                  # [B]
+    span = int(lengths.max())
+    suffix = torch.arange(span, device=latent.device)[None] >= span - lengths[:, None]   # [B, S]
+    return out.logits, torch.stack([h[:, -span:] for h in out.hidden_states[1:]]), suffix

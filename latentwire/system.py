@@ -29,7 +29,7 @@ from latentwire.errors import CheckpointError, ConfigError
 from latentwire.eval.generation import greedy_decode
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.features import ReceiverFeatures
-from latentwire.latent_inputs import answer_logits, latent_prompt_batch
+from latentwire.latent_inputs import answer_logits, answer_states, latent_prompt_batch
 from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.precision import receiver_dtype, resolve_run
 from latentwire.prompt import PromptBuilder, split_content
@@ -182,10 +182,12 @@ class LatentWire(nn.Module):
 
     def forward(self, features: list[torch.Tensor], targets: dict[str, torch.Tensor],
                 after: dict[str, list[list[int]]], conditions: tuple[str, ...] = ("own",),
-                bits: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
+                bits: int | None = None, states: bool = False) -> dict[str, dict]:
         """Training forward: per-example features -> one latent Z -> each receiver's adapter -> that frozen
         receiver reading it (prefix + latent + the ids `after[name]` + answer, receiver features on) ->
-        logits [B, K, V] at the K targets `targets[name]` [B, K]: {name: {condition: logits}}.
+        logits [B, K, V] at the K targets `targets[name]` [B, K]: {name: {condition: logits}}; with `states`,
+        also {name: {"states": (hidden states [L, B, S, d], mask [B, S])}} of the own reading at the positions
+        after the latent (latentwire.latent_inputs.answer_states).
 
         Conditions (latentwire.shuffle_test): own (each example reads its own latent), shuffled (example i
         reads example i-1's), none (no latent). The whole trainable path runs here, for DDP (accelerate).
@@ -196,16 +198,24 @@ class LatentWire(nn.Module):
         for name in self.receiver_names:
             embeds, mask = self.receiver_inputs(name, z)
             embeds = embeds.to(self.receivers[name].device)
-            out[name] = {condition: self.read(name, CONDITIONS[condition](embeds), targets[name], after[name],
-                                              None if mask is None else CONDITIONS[condition](mask))
-                         for condition in conditions}
+            out[name] = {}
+            for condition in conditions:
+                args = (name, CONDITIONS[condition](embeds), targets[name], after[name],
+                        None if mask is None else CONDITIONS[condition](mask))
+                if states and condition == "own":
+                    logits, hidden, suffix = self.read(*args, states=True)
+                    out[name].update(own=logits, states=(hidden, suffix))
+                else:
+                    out[name][condition] = self.read(*args)
         return out
 
     def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]],
-             mask: torch.Tensor | None = None) -> torch.Tensor:
+             mask: torch.Tensor | None = None, states: bool = False):
         """Receiver `name` reading latent embeds [B, M, d_model] (M may be 0; `mask` [B, M] marks the real
-        positions of token packets): logits [B, K, V] at targets [B, K]."""
-        return answer_logits(self.receivers[name], self.builders[name], embeds, targets, self.features, after, mask)
+        positions of token packets): logits [B, K, V] at targets [B, K]; with `states`, the triple of
+        latentwire.latent_inputs.answer_states (logits, hidden states after the latent, their mask)."""
+        read = answer_states if states else answer_logits
+        return read(self.receivers[name], self.builders[name], embeds, targets, self.features, after, mask)
 
     @property
     def device(self) -> torch.device:

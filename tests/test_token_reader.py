@@ -87,11 +87,11 @@ def test_self_distillation_teaches_a_merged_reading_from_the_same_reader_at_k1(t
     taught = self_teacher(system, items, targets, after)
     assert (system.k, system.focus) == (3, True)                          # the step's reading is restored
     for name in pair:
-        torch.testing.assert_close(taught[name], reference[name]["own"])
+        torch.testing.assert_close(taught[name]["own"], reference[name]["own"])
     loss, parts = batch_loss(system, items, config.loss)
     loss.backward()
     student = system([i.features for i in items], targets, after, ("own",))["a"]["own"]
-    top_logits, top_ids = taught["a"].topk(config.loss.kd_top_k, dim=-1)
+    top_logits, top_ids = taught["a"]["own"].topk(config.loss.kd_top_k, dim=-1)
     expected = kd_kl(student, top_ids, top_logits, masks["a"], config.loss.kd_tau).item()
     assert parts["a/self_kd"] == pytest.approx(expected, rel=1e-4) and expected > 0
     system.k = 1
@@ -102,6 +102,59 @@ def test_self_distillation_teaches_a_merged_reading_from_the_same_reader_at_k1(t
         assert self_teacher(system, span_items, *batch_targets(system, span_items)[::2]) == {}   # QA steps only
     with pytest.raises(ConfigError, match="self_kd_weight applies to encoder.kind=token_ids"):
         tiny_config(tmp_path, "byte", "loss.self_kd_weight=1")
+
+
+def test_state_alignment_compares_the_positions_after_the_latent_at_k_against_k1(tmp_path, pair, table):
+    from latentwire.losses import state_alignment
+    from latentwire.train.objective import batch_targets, self_teacher
+
+    config = _config(tmp_path, table, "encoder.merge=mlp", "loss.self_states_weight=0.5")
+    system = build_system(config, pair)
+    items, _ = task_of(config).build_items(EXAMPLES[:3], system, config, progress=False)
+    targets, masks, after = batch_targets(system, items)
+    system.k = 1
+    plain = system([i.features for i in items], targets, after, ("own",))
+    read = system([i.features for i in items], targets, after, ("own",), states=True)
+    for name, receiver in pair.items():
+        states, suffix = read[name]["states"]
+        torch.testing.assert_close(read[name]["own"], plain[name]["own"])       # the same reading, states beside it
+        layers = receiver.model.config.num_hidden_layers
+        assert states.shape[:3] == (layers, 3, suffix.shape[1]) and suffix.dtype == torch.bool
+        lengths = [len(a) + len(system.builders[name].anchor_ids) + targets[name].shape[1] - 1 for a in after[name]]
+        assert suffix.sum(1).tolist() == lengths and bool(suffix[:, -1].all())   # rows end together
+        for row in range(3):   # a row's states do not depend on the rows padded beside it
+            alone = system([items[row].features], {n: t[row:row + 1] for n, t in targets.items()},
+                           {n: a[row:row + 1] for n, a in after.items()}, ("own",), states=True)[name]["states"][0]
+            torch.testing.assert_close(states[:, row, -lengths[row]:], alone[:, 0, -lengths[row]:],
+                                       atol=1e-4, rtol=1e-4)
+        assert state_alignment(states, states, suffix).item() == pytest.approx(0, abs=1e-6)
+    system.k = 3
+    taught = self_teacher(system, items, targets, after, states=True)
+    loss, parts = batch_loss(system, items, config.loss)
+    loss.backward()
+    merged = system([i.features for i in items], targets, after, ("own",), states=True)
+    for name in pair:
+        (student, suffix), teacher = merged[name]["states"], taught[name]["states"][0]
+        expected = state_alignment(student, teacher, suffix).item()
+        assert parts[f"{name}/self_states"] == pytest.approx(expected, rel=1e-4) and expected > 0
+        assert f"{name}/self_kd" not in parts                                    # self_kd_weight stays off
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.adapters.parameters())
+    system.k = 1
+    assert "a/self_states" not in batch_loss(system, items, config.loss)[1]  # at k = 1 the reader is its teacher
+    with pytest.raises(ConfigError, match="self_states_weight applies to encoder.kind=token_ids"):
+        tiny_config(tmp_path, "byte", "loss.self_states_weight=1")
+
+
+def test_state_alignment_is_scale_free_and_reads_only_masked_positions():
+    from latentwire.losses import state_alignment
+
+    teacher = torch.randn(2, 3, 4, 8)
+    mask = torch.tensor([[True] * 4, [False, False, True, True], [True] * 4])
+    assert state_alignment(teacher * 5, teacher, mask).item() == pytest.approx(0, abs=1e-5)
+    moved = teacher.clone()
+    moved[:, 1, :2] = torch.randn(2, 2, 8)                                       # only masked-out positions
+    assert state_alignment(moved, teacher, mask).item() == pytest.approx(0, abs=1e-5)
+    assert state_alignment(-teacher, teacher, mask).item() == pytest.approx(4, rel=1e-3)   # opposite: |2u|^2 / d
 
 
 def test_training_resumes_and_the_model_answers_from_its_packet(tmp_path, pair, table):

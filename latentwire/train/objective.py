@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from latentwire.config import LossConfig
-from latentwire.losses import k_token_ce, kd_kl
+from latentwire.losses import k_token_ce, kd_kl, state_alignment
 from latentwire.shuffle_test import summarize, target_bits
 from latentwire.system import LatentWire
 from latentwire.train.features import TrainItem
@@ -35,19 +35,21 @@ def batch_targets(system: LatentWire, items: list[TrainItem]) -> tuple[dict, dic
 
 
 @torch.no_grad()
-def self_teacher(system: LatentWire, items: list[TrainItem], targets: dict, after: dict) -> dict[str, torch.Tensor]:
-    """A token reader's own answer logits {receiver: [B, K, V]} reading the same packets at k = 1, the teacher of
-    loss.self_kd_weight; {} when this step already reads at k = 1, carries no tokens or is not QA (a span task's
-    teacher at k = 1 would copy its own span: no more than the span's CE)."""
+def self_teacher(system: LatentWire, items: list[TrainItem], targets: dict, after: dict,
+                 states: bool = False) -> dict[str, dict]:
+    """A token reader's own reading of the same packets at k = 1, the teacher of loss.self_kd_weight and
+    loss.self_states_weight: {receiver: {"own": answer logits [B, K, V], and with `states` "states": (hidden
+    states after the latent [L, B, S, d], their mask [B, S])}}; {} when this step already reads at k = 1,
+    carries no tokens or is not QA (a span task's teacher at k = 1 would copy its own span)."""
     if not system.encoder.carries_tokens or system.k == 1 or system.task.name != "qa":
         return {}
     was = system.k, system.focus
     system.k, system.focus = 1, False
     try:
-        logits = system([item.features for item in items], targets, after, ("own",))
+        read = system([item.features for item in items], targets, after, ("own",), states=states)
     finally:
         system.k, system.focus = was
-    return {name: read["own"].detach() for name, read in logits.items()}
+    return read
 
 
 def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
@@ -59,9 +61,10 @@ def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
     core = getattr(system, "module", system)                                    # unwrapped from DDP
     targets, masks, after = batch_targets(core, items)
     shuffle = loss.shuffle_weight > 0 and len(items) >= 2
-    logits = system([item.features for item in items], targets, after,
-                    ("own", "shuffled") if shuffle else ("own",))               # {name: {condition: [B, K, V]}}
-    taught = self_teacher(core, items, targets, after) if loss.self_kd_weight > 0 else {}
+    taught = self_teacher(core, items, targets, after, loss.self_states_weight > 0) if (
+        loss.self_kd_weight > 0 or loss.self_states_weight > 0) else {}
+    logits = system([item.features for item in items], targets, after, ("own", "shuffled") if shuffle else ("own",),
+                    states=bool(taught) and loss.self_states_weight > 0)  # {name: {condition: [B, K, V]}}
     total, parts = next(iter(logits.values()))["own"].new_zeros(()), {}
     for name, read in logits.items():
         own, ids, mask = read["own"], targets[name], masks[name]
@@ -75,11 +78,16 @@ def batch_loss(system: LatentWire | torch.nn.Module, items: list[TrainItem],
             kd = kd_kl(own, top_ids, top_logits, mask, loss.kd_tau)
             total = total + loss.kd_weight * kd
             parts[f"{name}/kd"] = kd.item()
-        if name in taught:
-            top_logits, top_ids = taught[name].topk(loss.kd_top_k, dim=-1)
+        if name in taught and loss.self_kd_weight > 0:
+            top_logits, top_ids = taught[name]["own"].topk(loss.kd_top_k, dim=-1)
             self_kd = kd_kl(own, top_ids, top_logits, mask, loss.kd_tau)
             total = total + loss.self_kd_weight * self_kd
             parts[f"{name}/self_kd"] = self_kd.item()
+        if name in taught and loss.self_states_weight > 0:   # the student's positions after the latent as k = 1's
+            (student, suffix), teacher = read["states"], taught[name]["states"][0]
+            aligned = state_alignment(student, teacher, suffix)
+            total = total + loss.self_states_weight * aligned
+            parts[f"{name}/self_states"] = aligned.item()
         if shuffle:   # each example read with another one's latent: a hinge on the gap in bits
             gap = target_bits(read["shuffled"], ids, mask) - target_bits(own, ids, mask)      # [B] bits
             total = total + loss.shuffle_weight * torch.relu(loss.shuffle_margin - gap).mean()
