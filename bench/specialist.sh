@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 K=${K:-2}
 STEPS=${STEPS:-150}
-STATES_WEIGHT=${STATES_WEIGHT:-1.0}
+STATES_WEIGHT=${STATES_WEIGHT:-4}
 INIT=${INIT:-bench/state/token_reader_rel}
 RUN=(train.init_from="$INIT" encoder.merge=mlp_relative loss.aux_objective=reconstruction loss.aux_share=0.5
      "loss.aux_ks=[$K]" "loss.ks=[$K]" encoder.focus_share=0 train.steps="$STEPS" train.save_every=25

@@ -32,15 +32,15 @@ def kd_kl(student_logits: torch.Tensor, teacher_top_ids: torch.Tensor, teacher_t
 
 
 def state_alignment(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference of RMS-normalised hidden states, over layers and masked positions.
+    """Mean squared difference of hidden states in units of the teacher's spread, over layers, masked positions
+    and dimensions.
 
-    student / teacher [L, B, S, d] (L layers, S positions); mask [B, S] -> scalar (0 where they agree, about 2
-    for unrelated states). The RMS normalisation keeps a layer's few large dimensions from dominating.
+    student / teacher [L, B, S, d] (L layers, S positions); mask [B, S] -> scalar (1 where the student is off by
+    one standard deviation everywhere). Each layer's dimensions are scaled by the teacher's standard deviation
+    over the masked positions (no gradient), so that the few dimensions of very large activation, alike in
+    every reading, do not hide the rest.
     """
-    def unit(states: torch.Tensor) -> torch.Tensor:
-        states = states.float()
-        return states * torch.rsqrt(states.pow(2).mean(-1, keepdim=True) + 1e-6)
-
-    per_position = (unit(student) - unit(teacher)).pow(2).mean(-1)                   # [L, B, S]
-    weights = mask.float()[None].expand_as(per_position)
-    return (per_position * weights).sum() / weights.sum().clamp(min=1)
+    student, teacher = student.float(), teacher.float()
+    chosen = mask.bool()
+    spread = teacher[:, chosen].std(1, keepdim=True).detach().clamp(min=1e-4)      # [L, 1, d]
+    return ((student[:, chosen] - teacher[:, chosen]) / spread).pow(2).mean()

@@ -145,16 +145,20 @@ def test_state_alignment_compares_the_positions_after_the_latent_at_k_against_k1
         tiny_config(tmp_path, "byte", "loss.self_states_weight=1")
 
 
-def test_state_alignment_is_scale_free_and_reads_only_masked_positions():
+def test_state_alignment_is_in_units_of_the_teachers_spread_and_reads_only_masked_positions():
     from latentwire.losses import state_alignment
 
     teacher = torch.randn(2, 3, 4, 8)
     mask = torch.tensor([[True] * 4, [False, False, True, True], [True] * 4])
-    assert state_alignment(teacher * 5, teacher, mask).item() == pytest.approx(0, abs=1e-5)
-    moved = teacher.clone()
+    spread = teacher[:, mask.bool()].std(1)                                       # [L, d]
+    assert state_alignment(teacher, teacher, mask).item() == pytest.approx(0, abs=1e-6)
+    off = teacher + spread[:, None, None]                                         # one spread in every dimension
+    assert state_alignment(off, teacher, mask).item() == pytest.approx(1, rel=1e-4)
+    scale = torch.rand(8) * 100 + 0.1                                             # per-dimension units do not matter
+    assert state_alignment(off * scale, teacher * scale, mask).item() == pytest.approx(1, rel=1e-3)
+    moved = off.clone()
     moved[:, 1, :2] = torch.randn(2, 2, 8)                                       # only masked-out positions
-    assert state_alignment(moved, teacher, mask).item() == pytest.approx(0, abs=1e-5)
-    assert state_alignment(-teacher, teacher, mask).item() == pytest.approx(4, rel=1e-3)   # opposite: |2u|^2 / d
+    assert state_alignment(moved, teacher, mask).item() == pytest.approx(1, rel=1e-4)
 
 
 def test_training_resumes_and_the_model_answers_from_its_packet(tmp_path, pair, table):
