@@ -18,8 +18,8 @@ RUN=(train.init_from="$INIT" encoder.merge=mlp_relative loss.aux_objective=recon
      train.log_every=5)
 latentwire train --config configs/token_reader.yaml "${RUN[@]}" train.out_dir=runs/token_reader_k$K --quiet
 latentwire train --config configs/token_reader.yaml "${RUN[@]}" loss.self_states_weight="$STATES_WEIGHT" \
-    train.out_dir=runs/token_reader_k${K}_states --quiet
-for run in k$K k${K}_states; do
+    train.out_dir=runs/token_reader_k${K}_std$STATES_WEIGHT --quiet
+for run in k$K k${K}_std$STATES_WEIGHT; do
   python bench/reader_curve.py --run runs/token_reader_$run --config configs/token_reader.yaml --n 100 \
-      --every "$STEPS" --ks "$K" --methods latent_k --runs runs/reader-curve-$run --results runs/reader-curve-$run/results
+      --every "${EVERY:-50}" --ks "$K" --methods latent_k --runs runs/reader-curve-$run --results runs/reader-curve-$run/results
 done
