@@ -230,8 +230,8 @@ class LossConfig:
     """Token readers: weight of the mean squared difference of hidden states (every layer, in units of the
     teacher's per-dimension spread: latentwire.losses.state_alignment) at the positions read after the context
     (question, anchor, answer inputs) on a QA step read at k > 1, against the same reader reading the same
-    packet at k = 1 (one more forward, without gradient; shared with self_kd):
-    a dense target for what the merged positions must give the question. 0 = off."""
+    packet at k = 1 (one more forward, without gradient; shared with self_kd): a dense target for what the
+    merged positions must give the question. 0 = off."""
     shuffle_weight: float = 0.0
     """Weight of a hinge on the shuffled-latent gap: relu(shuffle_margin - (bits given another example's
     latent - bits given its own)), per example; one extra receiver forward per step (0 = off)."""
