@@ -136,8 +136,9 @@ TASKS: dict[str, Task] = {task.name: task for task in (QATask(), ReconstructionT
 def aux_task_problems(config: Config) -> list[str]:
     """Why loss.ks, loss.aux_objective / aux_share / aux_ks cannot work (the draws of task and k)."""
     loss = config.loss
-    if not set(loss.ks) <= set(config.encoder.ks):
-        return [f"loss.ks must be values of encoder.ks {config.encoder.ks}, got {loss.ks}"]
+    for name in ("ks", "aux_ks"):   # the k values a task's steps draw, among the reader's merges
+        if not set(getattr(loss, name)) <= set(config.encoder.ks):
+            return [f"loss.{name} must be values of encoder.ks {config.encoder.ks}, got {getattr(loss, name)}"]
     if not loss.aux_objective:
         return [f"loss.{name} needs loss.aux_objective, got {value}"
                 for name, value in (("aux_share", loss.aux_share), ("aux_ks", loss.aux_ks)) if value]
@@ -146,8 +147,6 @@ def aux_task_problems(config: Config) -> list[str]:
         return [f"loss.aux_objective must be '' or one of {', '.join(others)}, got {loss.aux_objective!r}"]
     if not 0 < loss.aux_share < 1:
         return [f"loss.aux_share must be in (0, 1) with loss.aux_objective, got {loss.aux_share}"]
-    if not set(loss.aux_ks) <= set(config.encoder.ks):
-        return [f"loss.aux_ks must be values of encoder.ks {config.encoder.ks}, got {loss.aux_ks}"]
     return TASKS[loss.aux_objective].problems(config)
 
 
