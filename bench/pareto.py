@@ -29,8 +29,9 @@ questions. A later checkpoint's latents run in a root of their own beside `text`
 timed again: the receiver_ms reference of that run) and join the peers' rows in the report. A run that was
 resumed across processes (or shared its machine for a while) is timed again as a whole in a fresh root: every
 answer comes from the memo, so only the costs and receiver_ms are computed, all in one process. Rows to
-bench/results/pareto.json with the front (latentwire.eval.pareto) marked;
-bench/results/f1_vs_bytes.png and f1_vs_time.png draw it, one panel per receiver and regime.
+<results>/pareto.json with the front (latentwire.eval.pareto) marked; <results>/f1_vs_bytes.png and
+f1_vs_time.png draw it, one panel per receiver and regime. <results> is --results, else bench/results for the
+default root and <runs>/results for any other (a run of another root never overwrites the committed figures).
 """
 from __future__ import annotations
 
@@ -176,7 +177,9 @@ def main() -> None:
                         help="only do these methods' sender work (lm_coded, llmlingua) into the sender cache, "
                              "for a run in another process to find")
     parser.add_argument("--runs", default=str(RUNS), help="run folders (one per regime)")
-    parser.add_argument("--results", default=str(RESULTS), help="where pareto.json and the plots go")
+    parser.add_argument("--results", help="where pareto.json and the plots go (default: bench/results for the "
+                                          "default --runs, else <runs>/results: another root's run never "
+                                          "overwrites the committed benchmark's figures)")
     parser.add_argument("--answers-from", nargs="*", default=[],
                         help="run roots whose answers are reused (a timed rerun of a latent's root: only the "
                              "costs and receiver_ms are computed again)")
@@ -185,6 +188,7 @@ def main() -> None:
     parser.add_argument("--latent-runs", nargs="*", default=[],
                         help="--report: run roots whose latent rows join the peers' (another checkpoint's)")
     args = parser.parse_args()
+    args.results = args.results or str(results_folder(Path(args.runs)))
     if args.sender_only:
         prefill(args)
         return
@@ -206,6 +210,12 @@ def main() -> None:
     if problem := mixed_timing(rows):
         parser.error(problem)
     report(rows, Path(args.results))
+
+
+def results_folder(runs: Path) -> Path:
+    """Where a report of the run root `runs` goes unless --results says: bench/results for the benchmark's own
+    root (RUNS), <runs>/results for any other."""
+    return RESULTS if runs.resolve() == RUNS.resolve() else runs / "results"
 
 
 def mixed_timing(rows: list[dict]) -> str | None:

@@ -98,3 +98,14 @@ def test_the_driver_refuses_a_front_of_rows_timed_with_and_without_the_prefix_ca
     assert driver.mixed_timing(cached) is None
     assert driver.mixed_timing(cached + [dict(LATENT, timed_n=0)]) is None         # an untimed row: no claim
     assert "context_budget" in driver.mixed_timing([cached[0], dict(CUT, timed_n=5)])   # an earlier, uncached row
+
+
+def test_the_driver_reports_another_root_beside_it_not_over_the_committed_figures(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    assert driver.results_folder(driver.RUNS) == driver.RESULTS
+    assert driver.results_folder(tmp_path / "bench-pareto-k4") == tmp_path / "bench-pareto-k4" / "results"
