@@ -56,14 +56,21 @@ def test_relative_to_text():
     assert rows[1]["f1_rel_text"] == pytest.approx(0.2 / 0.6) and rows[3]["f1_rel_text"] == pytest.approx(0.5)
 
 
-def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
+def _driver():
+    """bench/pareto.py as a module (a driver script, not a package module)."""
     import importlib.util
-    import json
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
     driver = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(driver)
+    return driver
+
+
+def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
+    import json
+
+    driver = _driver()
     reader = [dict(TEXT, f1=0.61, receiver_ms=330), _row("latent_k", 0.5, k=2, wire_bytes=300)]
     for root, rows in (("peers", [TEXT, CUT, LATENT]), ("reader", reader)):
         (tmp_path / root / "question_aware").mkdir(parents=True)
@@ -88,12 +95,7 @@ def test_the_driver_joins_another_roots_latent_rows_to_the_peers(tmp_path):
 
 
 def test_the_driver_refuses_a_front_of_rows_timed_with_and_without_the_prefix_cached():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
-    driver = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(driver)
+    driver = _driver()
     cached = [dict(TEXT, timed_n=5, prefix_cached_n=5), dict(CUT, timed_n=5, prefix_cached_n=5)]
     assert driver.mixed_timing(cached) is None
     assert driver.mixed_timing(cached + [dict(LATENT, timed_n=0)]) is None         # an untimed row: no claim
@@ -101,11 +103,6 @@ def test_the_driver_refuses_a_front_of_rows_timed_with_and_without_the_prefix_ca
 
 
 def test_the_driver_reports_another_root_beside_it_not_over_the_committed_figures(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("pareto_driver", Path(__file__).parents[1] / "bench" / "pareto.py")
-    driver = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(driver)
+    driver = _driver()
     assert driver.results_folder(driver.RUNS) == driver.RESULTS
     assert driver.results_folder(tmp_path / "bench-pareto-k4") == tmp_path / "bench-pareto-k4" / "results"
