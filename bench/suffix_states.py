@@ -46,15 +46,15 @@ def main() -> None:
     for name in plain:
         (teacher, mask), student = plain[name]["states"], merged[name]["states"][0].float()
         teacher = teacher.float()
-        chosen = mask.bool()
-        squares = teacher[:, chosen].pow(2)                                        # [L, N, d]
-        centre = teacher[:, chosen].mean((1,), keepdim=True)
+        taught, read = teacher[:, mask.bool()], student[:, mask.bool()]            # [L, N, d] each
+        squares = taught.pow(2)
+        centre = taught.mean((1,), keepdim=True)
         rows.append({"receiver": name, "k": args.k, "n": args.n, "checkpoint": args.checkpoint,
                      "top4_share": (squares.topk(4, -1).values.sum(-1) / squares.sum(-1)).mean().item(),
-                     "rms_normalised": (unit(student[:, chosen]) - unit(teacher[:, chosen])).pow(2).mean().item(),
+                     "rms_normalised": (unit(read) - unit(taught)).pow(2).mean().item(),
                      "spread_normalised": state_alignment(student, teacher, mask).item(),
                      "centred_cosine": torch.nn.functional.cosine_similarity(
-                         student[:, chosen] - centre, teacher[:, chosen] - centre, dim=-1).mean().item(),
+                         read - centre, taught - centre, dim=-1).mean().item(),
                      "code_commit": code_commit()})
         print({key: round(value, 3) if isinstance(value, float) else value for key, value in rows[-1].items()})
     with open(args.results, "w") as handle:
