@@ -101,6 +101,9 @@ class EvalConfig:
     salient_run_k: int = 4
     """latent_salient: tokens a position in the runs between the salient tokens (each latent_salient row's k,
     its positions' budget, must not exceed it; the reader must have been trained for it)."""
+    merge_layer: int = 8
+    """latent_deep: the decoder layer (1 .. the receiver's layers - 1) from which a k-merged position reads the
+    states of its k tokens as the context's first layers made them (pooled), instead of its merged embedding's."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
     """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
     it delivered)."""
@@ -189,6 +192,10 @@ class EncoderConfig:
     """token_ids: the sentence scorer of the focus (latentwire.sentences.SCORERS)."""
     focus_share: float = 0.5
     """token_ids with focus > 0: the share of training steps read at two resolutions (drawn per step, as k)."""
+    merge_layer: int = 0
+    """token_ids: 0 merges a position's k tokens at the embeddings alone; L >= 1 (below the receivers' layer
+    count) also gives decoder layers L and up the states of the context read a token a position through layers
+    below L, pooled k to a position (latentwire.adapters.layer_merge); uniform readings only (focus_share 0)."""
 
 
 @dataclass
@@ -480,9 +487,10 @@ def _encoder_problems(e: EncoderConfig) -> list[str]:
 def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     """The token reader's settings (encoder.kind=token_ids) that cannot work, or that are set for another kind."""
     if e.kind != "token_ids":
-        if e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus or e.coder != "unigram" or e.bigram:
-            return ["encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram and encoder.focus "
-                    "apply to encoder.kind=token_ids only"]
+        if e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus or e.coder != "unigram" or e.bigram \
+                or e.merge_layer:
+            return ["encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram, encoder.focus and "
+                    "encoder.merge_layer apply to encoder.kind=token_ids only"]
         return []
     problems = []
     if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
@@ -497,6 +505,9 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     if e.focus < 0 or e.focus_scorer not in ("lexical", "minilm") or not 0 <= e.focus_share <= 1:
         problems.append(f"encoder.focus must be >= 0, encoder.focus_scorer lexical or minilm and "
                         f"encoder.focus_share in [0, 1], got {e.focus}, {e.focus_scorer!r}, {e.focus_share}")
+    if e.merge_layer < 0 or (e.merge_layer and e.focus and e.focus_share > 0):
+        problems.append(f"encoder.merge_layer must be >= 0 (0: off) and reads uniform groupings only (with it "
+                        f"set encoder.focus_share=0), got {e.merge_layer} with focus_share {e.focus_share}")
     if e.private_slots or any(name != "lora" for name in f.enabled()):
         problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
                         "adapters or coprocessor)")
@@ -548,6 +559,8 @@ def value_problems(config: Config) -> list[str]:
         problems.append(f"eval.rates must be in (0, 1] (every entry), got {config.eval.rates}")
     if any(not 1 <= k <= 4 for k in config.eval.ks):
         problems.append(f"eval.ks must list tokens a position in 1..4 (every entry), got {config.eval.ks}")
+    if config.eval.merge_layer < 1:
+        problems.append(f"eval.merge_layer must be >= 1 (a decoder layer), got {config.eval.merge_layer}")
     if not 1 <= config.eval.salient_run_k <= 4:
         problems.append(f"eval.salient_run_k must be in 1..4, got {config.eval.salient_run_k}")
     elif "latent_salient" in config.eval.methods and max(config.eval.ks, default=1) > config.eval.salient_run_k:

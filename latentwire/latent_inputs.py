@@ -11,6 +11,7 @@ from typing import Iterator
 
 import torch
 
+from latentwire.adapters.layer_merge import replacing
 from latentwire.llm.cache import cache_kwarg, mask_after_entries, prefilled_cache
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import PromptBuilder
@@ -85,29 +86,31 @@ def reading(receiver: Receiver, features, latent: torch.Tensor, inputs: dict) ->
 
 def answer_logits(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor, targets: torch.Tensor,
                   features=None, after: list[list[int]] | None = None,
-                  latent_mask: torch.Tensor | None = None) -> torch.Tensor:
+                  latent_mask: torch.Tensor | None = None, layer_states: list | None = None) -> torch.Tensor:
     """Teacher-forced logits [B, K, V] for the K answer targets [B, K] given latent [B, M, d_model].
 
     Logit k predicts targets[:, k]: position 0 is read after the anchor (t=0), the others after
     answer tokens 0..K-2. Only these K positions go through the LM head. `features` (a
     ReceiverFeatures, or None) act through `reading`; `after` are per-example ids placed between the
     latent and the anchor (context-only mode); `latent_mask` [B, M] marks the real latent positions of rows of
-    different lengths (token packets).
+    different lengths (token packets); `layer_states` (one LayerStates a row, or None) are put in at their
+    decoder layer (latentwire.adapters.layer_merge).
     """
-    return _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, False)[0]
+    return _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, False, layer_states)[0]
 
 
 def answer_states(receiver: Receiver, builder: PromptBuilder, latent: torch.Tensor, targets: torch.Tensor,
-                  features=None, after: list[list[int]] | None = None,
-                  latent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  features=None, after: list[list[int]] | None = None, latent_mask: torch.Tensor | None = None,
+                  layer_states: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`answer_logits`, and the receiver's hidden states after each layer at the positions read after the
     latent (the ids `after`, the anchor and the K - 1 answer inputs): (logits [B, K, V], states [L, B, S, d],
     which of the S positions each row has [B, S]; rows end together, so the last S positions of a reading at
     one k line up with those of the same example read at another)."""
-    return _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, True)
+    return _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, True, layer_states)
 
 
-def _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, states: bool):
+def _answer_forward(receiver, builder, latent, targets, features, after, latent_mask, states: bool,
+                    layer_states=None):
     """(logits [B, K, V], states [L, B, S, d] or None, suffix mask [B, S] or None): see answer_states."""
     K = targets.shape[1]
     prompt, mask = latent_prompt_batch(receiver, builder, latent, after, latent_mask)
@@ -117,7 +120,9 @@ def _answer_forward(receiver, builder, latent, targets, features, after, latent_
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], K - 1)], dim=1)
         inputs.update(attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
     keep = torch.arange(prompt.shape[1] - 1, prompt.shape[1] - 1 + K, device=latent.device)
-    with reading(receiver, features, latent, inputs) as kwargs:
+    offsets = (mask == 0).sum(1).tolist() if layer_states else []
+    with reading(receiver, features, latent, inputs) as kwargs, \
+            replacing(receiver.model, layer_states or [], offsets):
         out = receiver.model(**{"use_cache": False, **kwargs}, logits_to_keep=keep, output_hidden_states=states)
     if not states:
         return out.logits, None, None

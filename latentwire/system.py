@@ -19,6 +19,7 @@ from torch import nn
 
 from latentwire.adapters import build_adapters
 from latentwire.adapters.focus import focus_marks
+from latentwire.adapters.layer_merge import batch_layer_states, rows_of
 from latentwire.adapters.salient import salient_marks, unigram_surprisal
 from latentwire.atomic import atomic_directory
 from latentwire.config import Config, config_from_dict
@@ -198,10 +199,12 @@ class LatentWire(nn.Module):
         for name in self.receiver_names:
             embeds, mask = self.receiver_inputs(name, z)
             embeds = embeds.to(self.receivers[name].device)
+            deep = self.layer_states(name, z)
             out[name] = {}
             for condition in conditions:
                 args = (name, CONDITIONS[condition](embeds), targets[name], after[name],
-                        None if mask is None else CONDITIONS[condition](mask))
+                        None if mask is None else CONDITIONS[condition](mask),
+                        None if deep is None else CONDITIONS[condition](deep))
                 if states and condition == "own":
                     logits, hidden, suffix = self.read(*args, states=True)
                     out[name].update(own=logits, states=(hidden, suffix))
@@ -209,13 +212,30 @@ class LatentWire(nn.Module):
                     out[name][condition] = self.read(*args)
         return out
 
+    def layer_states(self, name: str, z, k: int | None = None, layer: int | None = None) -> torch.Tensor | None:
+        """A token batch's context states at decoder layer `layer` (default encoder.merge_layer) of receiver
+        `name`, pooled k a position [B, M_r, d_model] (latentwire.adapters.layer_merge; no gradient), or None
+        where the reader merges at the embeddings alone (layer 0, k = 1, or a reading with focus marks)."""
+        k, layer = k or self.k, self.config.encoder.merge_layer if layer is None else layer
+        if not layer or k == 1 or not self.encoder.carries_tokens or z.focus is not None:
+            return None
+        receiver, builder = self.receivers[name], self.builders[name]
+        tokens, mask = self.receiver_inputs(name, z, 1)
+        prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=receiver.device))[0]
+        with self.features.reading(name, tokens[:, :0]):
+            return batch_layer_states(receiver.model, prefix, tokens.to(receiver.device),
+                                      torch.ones(tokens.shape[:2]) if mask is None else mask, k, layer)
+
     def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]],
-             mask: torch.Tensor | None = None, states: bool = False):
+             mask: torch.Tensor | None = None, deep: torch.Tensor | None = None, states: bool = False):
         """Receiver `name` reading latent embeds [B, M, d_model] (M may be 0; `mask` [B, M] marks the real
-        positions of token packets): logits [B, K, V] at targets [B, K]; with `states`, the triple of
-        latentwire.latent_inputs.answer_states (logits, hidden states after the latent, their mask)."""
+        positions of token packets; `deep` [B, M, d_model], their states from encoder.merge_layer on, or None):
+        logits [B, K, V] at targets [B, K]; with `states`, the triple of latentwire.latent_inputs.answer_states
+        (logits, hidden states after the latent, their mask)."""
         read = answer_states if states else answer_logits
-        return read(self.receivers[name], self.builders[name], embeds, targets, self.features, after, mask)
+        start = len(self.builders[name].prefix_ids)
+        given = None if deep is None else rows_of(self.config.encoder.merge_layer, start, deep, mask)
+        return read(self.receivers[name], self.builders[name], embeds, targets, self.features, after, mask, given)
 
     @property
     def device(self) -> torch.device:

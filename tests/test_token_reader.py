@@ -2,6 +2,7 @@
 version 2 packet, each receiver reads it k tokens a position (k = 1: the text's own embeddings), trains on
 ragged batches and answers from the packet."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from latentwire.data.loaders import load_examples
 from latentwire.errors import CheckpointError, CodingError, ConfigError, PacketError
 from latentwire.prompt import split_content
 from latentwire.system import LatentWire, build_system
-from latentwire.train.objective import batch_loss
+from latentwire.train.objective import batch_loss, batch_targets
 from latentwire.train.tasks import task_of
 from latentwire.train.trainer import reading_k, train
 from latentwire.wire.shared_vocab import SharedVocabulary
@@ -267,7 +268,7 @@ def test_eval_rows_per_k_and_at_two_resolutions(tmp_path, pair, table):
 
 
 def test_a_shuffled_packet_is_read_for_the_receivers_own_question(tmp_path, pair, table):
-    from latentwire.eval.controls import other_latent
+    from latentwire.eval.controls import other_prompt
     from latentwire.eval.methods import METHODS, MethodContext
     from latentwire.prompt import PromptBuilder
 
@@ -280,7 +281,7 @@ def test_a_shuffled_packet_is_read_for_the_receivers_own_question(tmp_path, pair
     # receiver 1 holds packet 0 and marks its focus with its own question, not with question 0 (this one
     # picks another sentence of context 0 than question 0 does)
     question = "Who puts the pieces together by the process of closure?"
-    shuffled = other_latent(prompts, 1, question)
+    shuffled = other_prompt(ctx, prompts, 1, question).latent_embeds
     packet = system.as_batch(system.decode(system.encode("", EXAMPLES[0].context)))
     expected = system.receiver_embeds("a", system.token_reading(packet, question, True), 3)[0]
     assert torch.allclose(shuffled, expected.to(shuffled.device))
@@ -549,3 +550,95 @@ def test_salient_rows_read_in_a_uniform_ks_positions_and_are_checked(tmp_path, p
                     "eval.salient_run_k=4")
     with pytest.raises(ValueError, match="salient_run_k"):
         load_models(wrong, method_grid(wrong), dict(pair))
+
+
+def _layered_setup(tmp_path, pair, table, k):
+    from latentwire.eval.methods import MethodContext
+    from latentwire.prompt import PromptBuilder
+
+    system = build_system(_config(tmp_path, table), pair).eval()
+    for p in system.features.parameters():      # LoRA B starts at zero: make the adapter change the answer
+        torch.nn.init.normal_(p, std=0.05)
+    builder = PromptBuilder(pair["a"].tokenizer, system.config.prompt, "a")
+    return system, builder, MethodContext(pair["a"], builder, system=system, regime="context_only", k=k,
+                                          merge_layer=1)
+
+
+def test_a_layered_reading_at_k1_puts_in_the_states_the_reading_itself_has(tmp_path, pair, table):
+    """At k = 1 the pooled states are the context's own states at the layer, so a layered reading answers
+    exactly as the plain one, also in a left-padded batch of two lengths (each row's states at its own place)."""
+    from latentwire.eval.generation import greedy_decode
+    from latentwire.eval.methods import METHODS
+
+    from latentwire.adapters.layer_merge import context_layer_states
+
+    system, builder, ctx = _layered_setup(tmp_path, pair, table, 1)
+    plain = [METHODS["latent_k"].build(e, ctx) for e in EXAMPLES[:2]]
+    assert METHODS["latent_deep"].build(EXAMPLES[0], ctx).layer_states is None     # k = 1 reads no layer states
+    prefix = pair["a"].embed(torch.tensor([builder.prefix_ids]))[0]
+    with system.features.reading("a", prefix[None, :0]):
+        deep = [replace(p, layer_states=context_layer_states(pair["a"].model, prefix, p.latent_embeds, 1, 1))
+                for p in plain]
+    assert deep[0].length != deep[1].length
+    assert deep[0].layer_states.states.shape == deep[0].latent_embeds.shape
+    decode = lambda prompts: greedy_decode(pair["a"], prompts, 1, builder.stop_ids, builder.pad_id,  # noqa: E731
+                                           system.features).first_logits
+    torch.testing.assert_close(decode(deep), decode(plain), rtol=1e-4, atol=1e-4)
+    moved = [replace(p, layer_states=replace(p.layer_states, start=p.layer_states.start + 1)) for p in deep]
+    assert not torch.allclose(decode(moved), decode(plain), atol=1e-3)    # states in the wrong place show
+
+
+def test_a_layered_reading_at_k2_reads_pooled_states_and_is_timed_and_controlled(tmp_path, pair, table):
+    from latentwire.adapters.layer_merge import pooled_states
+    from latentwire.eval.generation import greedy_decode
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import METHODS
+    from latentwire.eval.timing import PrefixCache
+
+    states = torch.arange(10.0).reshape(5, 2)
+    torch.testing.assert_close(pooled_states(states, 2), torch.tensor([[1.0, 2.0], [5.0, 6.0], [8.0, 9.0]]))
+    system, builder, ctx = _layered_setup(tmp_path, pair, table, 2)
+    deep = METHODS["latent_deep"].build(EXAMPLES[0], ctx)
+    merged = METHODS["latent_k"].build(EXAMPLES[0], ctx)
+    assert deep.layer_states.states.shape == merged.latent_embeds.shape == deep.latent_embeds.shape
+    decode = lambda prompt: greedy_decode(pair["a"], [prompt], 1, builder.stop_ids, builder.pad_id,  # noqa: E731
+                                          system.features).first_logits[0]
+    assert not torch.allclose(decode(deep), decode(merged), atol=1e-4)
+    torch.testing.assert_close(PrefixCache(pair["a"], builder, system.features).first_logits(deep), decode(deep),
+                               rtol=1e-4, atol=1e-4)
+    row = run_method(ctx, EXAMPLES[:3], "latent_deep", 2, 2, progress=False, timing_n=2, shuffled_f1=True,
+                     prefix_cache=True).row
+    assert row["merge_layer"] == 1 and row["prefix_cached_n"] == 2 and "f1_shuffled" in row
+    with pytest.raises(ValueError, match="eval.merge_layer=2: .* 2 decoder layers; allowed 1 to 1"):
+        METHODS["latent_deep"].build(EXAMPLES[0], replace(ctx, merge_layer=2))
+    from latentwire.config import load_config
+    with pytest.raises(ConfigError, match="eval.merge_layer must be >= 1"):
+        load_config(None, ["eval.merge_layer=0"])
+
+
+def test_a_reader_that_merges_from_a_layer_trains_so_and_its_rows_read_so(tmp_path, pair, table):
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import METHODS, MethodContext
+    from latentwire.prompt import PromptBuilder
+
+    with pytest.raises(ConfigError, match="encoder.merge_layer"):
+        _config(tmp_path, table, "encoder.merge_layer=1", "encoder.focus=1", "encoder.focus_share=0.5")
+    config = _config(tmp_path / "run", table, "encoder.merge_layer=1", "encoder.ks=[2]", "train.steps=2")
+    checkpoint = train(config, progress=False, receivers=pair)
+    system = LatentWire.from_pretrained(checkpoint, dict(pair)).eval()
+    assert system.config.encoder.merge_layer == 1
+    items, _ = task_of(config).build_items(EXAMPLES[:2], system, config, progress=False)
+    targets, _, after = batch_targets(system, items)
+    with torch.no_grad():
+        layered = system([i.features for i in items], targets, after)
+        system.config.encoder.merge_layer = 0
+        merged = system([i.features for i in items], targets, after)
+        system.config.encoder.merge_layer = 1
+    for name in ("a", "b"):       # the training forward reads the pooled states from layer 1 on
+        assert not torch.allclose(layered[name]["own"], merged[name]["own"], atol=1e-4)
+    builder = PromptBuilder(pair["a"].tokenizer, config.prompt, "a")
+    ctx = MethodContext(pair["a"], builder, system=system, regime="context_only", k=2)
+    assert METHODS["latent_k"].build(EXAMPLES[0], ctx).layer_states.layer == 1      # its rows read as it trained
+    assert run_method(ctx, EXAMPLES[:2], "latent_k", 2, 2, progress=False, shuffle=False).row["merge_layer"] == 1
+    with pytest.raises(ValueError, match="encoder.merge_layer"):
+        METHODS["latent_focus"].build(EXAMPLES[0], ctx)

@@ -149,7 +149,7 @@ class TokenMergeReader(nn.Module):
                 focus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """ids [B, T], mask [B, T] (left-aligned tokens), focus [B, T] or None -> embeds [B, M, d] (float32) and
         position mask [B, M]; M = ceil(T/k) without focus, else the focus tokens plus the rest k to a position."""
-        if k not in self.ks:
+        if k != 1 and k not in self.ks:     # k = 1 is the embeddings themselves: every reader reads it
             raise ValueError(f"this reader reads k in {self.ks}, not k={k}")
         embeds = self.embedding[0](ids).float() * mask[..., None]
         if k == 1:

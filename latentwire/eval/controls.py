@@ -8,6 +8,8 @@ its focus with the question it holds).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from latentwire.data.examples import QAExample
@@ -18,10 +20,12 @@ from latentwire.eval.squad_metrics import best_em_f1, clean_prediction
 from latentwire.shuffle_test import LN2, summarize
 
 
-def other_latent(prompts: list[PromptInput], i: int, question: str) -> torch.Tensor:
-    """Example i-1's latent embeddings [M_r, d] as the receiver of example i (asking `question`) reads them."""
+def other_prompt(ctx: MethodContext, prompts: list[PromptInput], i: int, question: str) -> PromptInput:
+    """Example i's prompt with example i-1's latent embeddings [M_r, d] (and its layer states: they depend on
+    the packet alone) as the receiver of example i (asking `question`) reads them."""
     other = prompts[(i - 1) % len(prompts)]
-    return other.read_for(question) if other.read_for is not None else other.latent_embeds
+    latent = other.read_for(question) if other.read_for is not None else other.latent_embeds
+    return replace(latent_prompt(ctx, latent, prompts[i].after_ids), layer_states=other.layer_states)
 
 
 def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], questions: list[str], gold_ids: list[list[int]],
@@ -31,8 +35,7 @@ def shuffle_test(ctx: MethodContext, prompts: list[PromptInput], questions: list
     keeping its own question text in context-only mode), all read through the trained receiver features."""
     n = len(prompts)
     nothing = prompts[0].latent_embeds[:0]
-    conditions = {"shuffled": ([latent_prompt(ctx, other_latent(prompts, i, questions[i]), prompts[i].after_ids)
-                                for i in range(n)], ctx.features),
+    conditions = {"shuffled": ([other_prompt(ctx, prompts, i, questions[i]) for i in range(n)], ctx.features),
                   "none": ([latent_prompt(ctx, nothing, prompts[i].after_ids) for i in range(n)], ctx.features)}
     bits = {"own": torch.tensor([sum(x) / LN2 for x in own_nll])}
     for condition, (inputs, features) in conditions.items():
@@ -51,8 +54,7 @@ def shuffled_answers(ctx: MethodContext, prompts: list[PromptInput], examples: l
     """EM/F1 of the answers generated for example i from example i-1's latent (its own question text
     kept in context-only mode): {"em_shuffled", "f1_shuffled"}."""
     n = len(prompts)
-    inputs = [latent_prompt(ctx, other_latent(prompts, i, examples[i].question), prompts[i].after_ids)
-              for i in range(n)]
+    inputs = [other_prompt(ctx, prompts, i, examples[i].question) for i in range(n)]
     scores = []
     for batch in iter_batches(list(range(n)), batch_size):
         out = greedy_decode(ctx.receiver, [inputs[i] for i in batch], max_new_tokens, ctx.builder.stop_ids, pad_id,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from latentwire.adapters.layer_merge import replacing
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.latent_inputs import reading
 from latentwire.llm.cache import cache_kwarg, output_cache
@@ -81,8 +82,16 @@ def greedy_decode(receiver: Receiver, prompts: list[PromptInput], max_new_tokens
     `features` (a ReceiverFeatures, or None for the receiver alone) act through `reading`."""
     start = time.perf_counter()
     memory = latent_memory(prompts, receiver.model.config.hidden_size, receiver.device)
-    with reading(receiver, features, memory, left_pad(prompts, receiver, pad_id)) as inputs:
+    padded = left_pad(prompts, receiver, pad_id)
+    with reading(receiver, features, memory, padded) as inputs, layer_states(receiver, prompts, padded):
         return _decode(receiver.model, inputs, max_new_tokens, stop_ids, start)
+
+
+def layer_states(receiver: Receiver, prompts: list[PromptInput], padded: dict):
+    """The prompts' LayerStates (latent_deep) put in at their decoder layer during the batch's prefill, each
+    after its row's left padding (`padded`: left_pad's inputs)."""
+    offsets = (padded["attention_mask"] == 0).sum(1).tolist()
+    return replacing(receiver.model, [p.layer_states for p in prompts], offsets)
 
 
 def _decode(model, inputs: dict, max_new_tokens: int, stop_ids: list[int], start: float) -> Decoded:
@@ -118,7 +127,8 @@ def generate_and_score(receiver: Receiver, prompts: list[PromptInput], answers: 
     """Greedy-decode `max_new_tokens` for each prompt, then score `answers` [B][n_b] teacher-forced."""
     start = time.perf_counter()
     memory = latent_memory(prompts, receiver.model.config.hidden_size, receiver.device)
-    with reading(receiver, features, memory, left_pad(prompts, receiver, pad_id)) as inputs:
+    padded = left_pad(prompts, receiver, pad_id)
+    with reading(receiver, features, memory, padded) as inputs, layer_states(receiver, prompts, padded):
         decoded = _decode(receiver.model, inputs, max_new_tokens, stop_ids, start)
         nll = _answer_nll(receiver.model, decoded.cache, decoded.first_logits, decoded.inputs["attention_mask"],
                           decoded.inputs["position_ids"], answers, pad_id)

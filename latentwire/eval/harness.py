@@ -83,6 +83,7 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            **_receiver_ms(timed), "prefix_cached_n": cached,
            "weights_folded": bool(timed) and folds(features, fold_weights),
            **(_context_positions(prompts) if spec.trained else {}),
+           **({"merge_layer": prompts[0].layer_states.layer} if prompts and prompts[0].layer_states else {}),
            **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.trained and len(predictions) >= 2:
         pad_id = ctx.builder.pad_id
@@ -100,7 +101,9 @@ def _memo_key(ctx: MethodContext, example: QAExample, prompt: PromptInput, metho
     """(receiver, example id, digest): what makes two prompts the same question to a receiver, its token ids
     or a latent's method, setting and weights."""
     trained = ctx.system.weights_id() if METHODS[method].trained and ctx.system is not None else None
-    what = json.dumps(prompt.ids) if prompt.ids is not None else json.dumps([method, *setting.values(), trained])
+    layer = getattr(getattr(prompt, "layer_states", None), "layer", None)
+    what = json.dumps(prompt.ids) if prompt.ids is not None else json.dumps([method, *setting.values(), trained]
+                                                                             + ([layer] if layer else []))
     return ctx.receiver.name, example.id, hashlib.sha1(what.encode()).hexdigest()
 
 
@@ -227,6 +230,7 @@ def _missing_rows(config: Config, grid: list, receivers: dict[str, Receiver], sy
                 continue
             ctx = MethodContext(receiver, builder, system=system, regime=config.eval.regime, sender=sender,
                                 peers=peers, salient_run_k=config.eval.salient_run_k,
+                                merge_layer=config.eval.merge_layer,
                                 **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
                                 progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,

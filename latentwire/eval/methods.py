@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from latentwire.adapters import embedding_rms, rms_calibrate
+from latentwire.adapters.layer_merge import LayerStates, check_layer
 from latentwire.data.examples import QAExample
 from latentwire.eval import peer_methods
 from latentwire.eval.peer_methods import message_text_bytes, text_prompt
@@ -77,15 +78,31 @@ def _require_token_reader(method: str, ctx: MethodContext) -> None:
                          "encoder.kind=token_ids>")
 
 
-def _token_reader(method: str, focus: bool):
+def _token_reader(method: str, focus: bool, layered: bool = False):
     """A token reader's method: the lossless packet read ctx.k tokens a position, at two resolutions (the
-    receiver's focus sentences at k = 1) when `focus`."""
+    receiver's focus sentences at k = 1) when `focus`, with pooled states from decoder layer ctx.merge_layer on
+    when `layered`."""
     @torch.no_grad()
     def build(example: QAExample, ctx: MethodContext) -> PromptInput:
         _require_token_reader(method, ctx)
+        layer = ctx.merge_layer if layered else ctx.system.config.encoder.merge_layer   # the reader's own
+        if layer and focus:
+            raise ValueError(f"{method} reads at two resolutions; this reader merges from decoder layer "
+                             f"{layer} on (encoder.merge_layer), which reads uniform groupings only")
         return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context),
-                              lambda z, question: ctx.system.token_reading(z, question, focus))
+                              lambda z, question: ctx.system.token_reading(z, question, focus),
+                              _layered(ctx, layer))
     return build
+
+
+def _layered(ctx: MethodContext, layer: int) -> Callable | None:
+    """z (a uniform TokenBatch of one) -> the LayerStates a reading at ctx.k puts in at decoder `layer`
+    (latentwire.adapters.layer_merge), or None where it reads no layer states (layer 0 or k = 1)."""
+    if not layer or ctx.k == 1:
+        return None
+    check_layer(ctx.receiver.model, layer)
+    return lambda z: LayerStates(layer, len(ctx.builder.prefix_ids),
+                                 ctx.system.layer_states(ctx.receiver.name, z, ctx.k, layer)[0])
 
 
 @torch.no_grad()
@@ -97,7 +114,7 @@ def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
     scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
     chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
     return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()),
-                          lambda z, question: z.uniform())
+                          lambda z, question: z.uniform(), _layered(ctx, ctx.system.config.encoder.merge_layer))
 
 
 @torch.no_grad()
@@ -106,17 +123,21 @@ def _latent_salient(example: QAExample, ctx: MethodContext) -> PromptInput:
     predictable tokens a position each, the runs between them eval.salient_run_k a position (the receiver
     marks them from the decoded ids alone; latentwire.adapters.salient)."""
     _require_token_reader("latent_salient", ctx)
+    if ctx.system.config.encoder.merge_layer:
+        raise ValueError("latent_salient reads runs of its own lengths; this reader merges from decoder layer "
+                         f"{ctx.system.config.encoder.merge_layer} on (encoder.merge_layer): uniform readings only")
     return _packet_prompt(example, replace(ctx, k=ctx.salient_run_k),
                           lambda: ctx.system.encode(example.question, example.context),
                           lambda z, question: ctx.system.salient_reading(z, ctx.k, ctx.salient_run_k))
 
 
 def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], bytes],
-                   view: Callable[[object, str], object]) -> PromptInput:
+                   view: Callable[[object, str], object], layered: Callable | None = None) -> PromptInput:
     """A trained model's prompt: `encode()` -> the packet (timed as the sender's work); the receiver decodes
     it, `view`s what it decoded for the question it holds (a token reader: its focus) and reads it at ctx.k
-    (timed as receive()). `read_for(question)` is the same packet read for another question (the shuffled
-    controls: a receiver marks its focus with its own question, whatever packet it got)."""
+    (timed as receive()), `layered(z)` giving the LayerStates it puts in at a decoder layer when given.
+    `read_for(question)` is the same packet read for another question (the shuffled controls: a receiver
+    marks its focus with its own question, whatever packet it got)."""
     started = time.perf_counter()
     packet = encode()
     sender_seconds = time.perf_counter() - started
@@ -128,7 +149,8 @@ def _packet_prompt(example: QAExample, ctx: MethodContext, encode: Callable[[], 
 
     def receive() -> tuple[PromptInput, object]:     # what the receiver does with the packet it holds
         latent, z = read(example.question)
-        return latent_prompt(ctx, latent, ctx.builder.encode(text) if text else []), z
+        prompt = latent_prompt(ctx, latent, ctx.builder.encode(text) if text else [])
+        return (replace(prompt, layer_states=layered(z)) if layered else prompt), z
     prompt, z = receive()
     content = format_content(example.question, example.context)
     raw, packed = message_text_bytes(example.question, example.context)
@@ -203,6 +225,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("latent_k", _token_reader("latent_k", False), "k", coding="packet", trained=True,
            description="a token reader's lossless packet (every context token, entropy-coded), read k tokens "
                        "a position at each eval.ks"),
+    Method("latent_deep", _token_reader("latent_deep", False, layered=True), "k", coding="packet", trained=True,
+           skips=(1,), description="latent_k's reading with the merge moved up to decoder layer eval.merge_layer: "
+                                   "the context's first layers read a token a position, their states pooled k a "
+                                   "position replace the merged positions' there (adapters.layer_merge)"),
     Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True, skips=(1,),
            description="the same packet at two resolutions: the sentences the receiver picks for the question "
                        "(encoder.focus, at least one) a token a position, the rest k a position"),

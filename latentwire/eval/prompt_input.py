@@ -50,6 +50,7 @@ class PromptInput:
     receive: Callable[[], PromptInput] | None = None  # the receiver's work from what it holds to this prompt
     read_for: Callable[[str], torch.Tensor] | None = None  # latent methods: latent_embeds read for another question
     exact: bool = True               # a lossless method's decoded text equals the sent text
+    layer_states: object | None = None  # latent_deep: LayerStates put in at a decoder layer (adapters.layer_merge)
 
     @property
     def length(self) -> int:
@@ -72,6 +73,7 @@ class MethodContext:
     peers: dict = field(default_factory=dict)   # resources built once per run (scorers, compressors, coders)
     k: int = 0                       # latent_k / latent_focus: tokens a receiver position reads
     salient_run_k: int = 4           # latent_salient: tokens a position of the runs between salient tokens
+    merge_layer: int = 8             # latent_deep: the decoder layer from which positions read pooled states
 
     @property
     def features(self):

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from latentwire.adapters.layer_merge import replacing
 from latentwire.eval.generation import greedy_decode
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.llm.cache import cache_kwarg, output_cache
@@ -67,7 +68,7 @@ class PrefixCache:
         rest = ({"input_ids": torch.tensor([prompt.ids[length:]], device=device)} if prompt.ids is not None
                 else {"inputs_embeds": prompt.embeds[length:][None]})
         try:
-            with self._active():
+            with self._active(), replacing(model, [prompt.layer_states], [-length]):
                 out = model(**rest, attention_mask=torch.ones(1, total, dtype=torch.long, device=device),
                             position_ids=torch.arange(length, total, device=device)[None], use_cache=True,
                             logits_to_keep=1, **cache_kwarg(model, self.cache))
