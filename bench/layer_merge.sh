@@ -19,6 +19,7 @@ if [ "${ZERO_SHOT:-1}" = 1 ]; then
   latentwire eval --config configs/token_reader.yaml checkpoint="$INIT" data.n=100 \
       'eval.methods=[text,latent_k,latent_deep]' 'eval.ks=[2,4]' eval.merge_layer="$L" eval.timing_n=30 \
       eval.joint=false eval.shuffle_test=false eval.shuffled_f1=false eval.out_dir=runs/layer_merge_zero_L$L
+  cp runs/layer_merge_zero_L$L/metrics.json bench/results/layer_merge_zero_L$L.json
 fi
 latentwire train --config configs/token_reader.yaml train.init_from="$INIT" encoder.merge=mlp_relative \
     encoder.merge_layer="$L" loss.aux_objective=reconstruction loss.aux_share=0.5 "loss.aux_ks=[$K]" "loss.ks=[$K]" \
@@ -27,3 +28,5 @@ latentwire train --config configs/token_reader.yaml train.init_from="$INIT" enco
 python bench/reader_curve.py --run runs/token_reader_k${K}_L$L --config configs/token_reader.yaml --n 100 \
     --every "${EVERY:-50}" --ks "$K" --methods latent_k --runs runs/reader-curve-k${K}_L$L \
     --results runs/reader-curve-k${K}_L$L/results
+cp runs/reader-curve-k${K}_L$L/results/reader_curve.json bench/results/reader_curve_k${K}_L$L.json
+cp runs/reader-curve-k${K}_L$L/results/reader_curve.png bench/results/reader_curve_k${K}_L$L.png
