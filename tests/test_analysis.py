@@ -123,3 +123,24 @@ def test_bootstrap_resamples_the_differences_with_a_fresh_generator_per_receiver
     two = _many(diffs) + [{**p, "receiver": "s"} for p in _many(diffs)]
     out = paired_difference(two, draws=draws)
     assert out["r"]["ci95"] == out["s"]["ci95"] == [means[5], means[194]]
+
+
+def test_the_paired_driver_compares_rows_of_two_runs_by_method_and_k(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = lambda method, k, f1s: [{"receiver": "a", "method": method, "k": k, "id": str(i), "f1": f}  # noqa: E731
+                                   for i, f in enumerate(f1s)]
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    one.write_text("".join(json.dumps(r) + "\n" for r in rows("latent_k", 2, [1, 1, 0]) + rows("text", None, [0] * 3)))
+    two.write_text("".join(json.dumps(r) + "\n" for r in rows("latent_k", 2, [0, 0, 0]) + rows("latent_k", 4, [1] * 3)))
+    driver = Path(__file__).parents[1] / "bench" / "paired.py"
+    out = subprocess.run([sys.executable, driver, f"{one}:latent_k:2", f"{two}:latent_k:2", "--results",
+                          tmp_path / "p.json"], capture_output=True, text=True)
+    assert out.returncode == 0 and "+0.667" in out.stdout
+    assert json.loads((tmp_path / "p.json").read_text())[0]["by_receiver"]["a"]["n"] == 3
+    bad = subprocess.run([sys.executable, driver, f"{one}:latent_k:3", f"{two}:latent_k:2"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "no predictions" in bad.stderr
