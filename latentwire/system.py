@@ -19,7 +19,7 @@ from torch import nn
 
 from latentwire.adapters import build_adapters
 from latentwire.adapters.focus import focus_marks
-from latentwire.adapters.layer_merge import batch_layer_states, rows_of
+from latentwire.adapters.layer_merge import batch_layer_states, check_layer, rows_of
 from latentwire.adapters.salient import salient_marks, unigram_surprisal
 from latentwire.atomic import atomic_directory
 from latentwire.config import Config, config_from_dict
@@ -68,6 +68,8 @@ class LatentWire(nn.Module):
         self.encoder = build_encoder(replace(enc, M=self.total_slots), source)
         self.adapters = build_adapters(self.encoder.adapter, enc.d_z, self.receivers, self.encoder.link(self.receivers))
         self.features = ReceiverFeatures(config.features, self.receivers)
+        for receiver in self.receivers.values() if enc.merge_layer else ():
+            check_layer(receiver.model, enc.merge_layer, "encoder.merge_layer")
         self.k = config.encoder.ks[0]
         """Tokens a receiver position reads, for token packets (training sets it per batch)."""
         self.focus = False
@@ -221,10 +223,11 @@ class LatentWire(nn.Module):
             return None
         receiver, builder = self.receivers[name], self.builders[name]
         tokens, mask = self.receiver_inputs(name, z, 1)
+        tokens = tokens.to(receiver.device)
+        mask = torch.ones(tokens.shape[:2], device=tokens.device) if mask is None else mask.to(tokens.device)
         prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=receiver.device))[0]
         with self.features.reading(name, tokens[:, :0]):
-            return batch_layer_states(receiver.model, prefix, tokens.to(receiver.device),
-                                      torch.ones(tokens.shape[:2]) if mask is None else mask, k, layer)
+            return batch_layer_states(receiver.model, prefix, tokens, mask, k, layer)
 
     def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]],
              mask: torch.Tensor | None = None, deep: torch.Tensor | None = None, states: bool = False):

@@ -609,7 +609,7 @@ def test_a_layered_reading_at_k2_reads_pooled_states_and_is_timed_and_controlled
     row = run_method(ctx, EXAMPLES[:3], "latent_deep", 2, 2, progress=False, timing_n=2, shuffled_f1=True,
                      prefix_cache=True).row
     assert row["merge_layer"] == 1 and row["prefix_cached_n"] == 2 and "f1_shuffled" in row
-    with pytest.raises(ValueError, match="eval.merge_layer=2: .* 2 decoder layers; allowed 1 to 1"):
+    with pytest.raises(ConfigError, match="eval.merge_layer=2: .* 2 decoder layers; allowed 1 to 1"):
         METHODS["latent_deep"].build(EXAMPLES[0], replace(ctx, merge_layer=2))
     from latentwire.config import load_config
     with pytest.raises(ConfigError, match="eval.merge_layer must be >= 1"):
@@ -623,6 +623,8 @@ def test_a_reader_that_merges_from_a_layer_trains_so_and_its_rows_read_so(tmp_pa
 
     with pytest.raises(ConfigError, match="encoder.merge_layer"):
         _config(tmp_path, table, "encoder.merge_layer=1", "encoder.focus=1", "encoder.focus_share=0.5")
+    with pytest.raises(ConfigError, match="encoder.merge_layer=2: .* 2 decoder layers"):
+        build_system(_config(tmp_path, table, "encoder.merge_layer=2"), pair)
     config = _config(tmp_path / "run", table, "encoder.merge_layer=1", "encoder.ks=[2]", "train.steps=2")
     checkpoint = train(config, progress=False, receivers=pair)
     system = LatentWire.from_pretrained(checkpoint, dict(pair)).eval()

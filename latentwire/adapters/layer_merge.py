@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 
 from latentwire.adapters.token_merge import group_tokens, masked_mean
+from latentwire.errors import ConfigError
 from latentwire.features.base import decoder_layers
 
 
@@ -34,12 +35,11 @@ class _Stopped(Exception):
     """Raised by the side pass's hook once the layer it needs has run."""
 
 
-def check_layer(model: torch.nn.Module, layer: int) -> None:
-    """Raise ValueError unless 1 <= `layer` < the model's number of decoder layers."""
+def check_layer(model: torch.nn.Module, layer: int, field: str = "eval.merge_layer") -> None:
+    """Raise ConfigError (naming `field`) unless 1 <= `layer` < the model's number of decoder layers."""
     count = len(decoder_layers(model))
     if not 1 <= layer < count:
-        raise ValueError(f"eval.merge_layer={layer}: this receiver has {count} decoder layers; "
-                         f"allowed 1 to {count - 1}")
+        raise ConfigError(f"{field}={layer}: this receiver has {count} decoder layers; allowed 1 to {count - 1}")
 
 
 @torch.no_grad()
