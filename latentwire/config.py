@@ -104,6 +104,11 @@ class EvalConfig:
     merge_layer: int = 8
     """latent_deep: the decoder layer (1 .. the receiver's layers - 1) from which a k-merged position reads the
     states of its k tokens as the context's first layers made them (pooled), instead of its merged embedding's."""
+    max_position_share: float = 0.0
+    """A position budget for the merged token readings (latent_k, latent_deep, latent_selected at k >= 2): at
+    most this share of the tokens the receiver's own tokenizer gives the packet's text (floor, at least one). A
+    packet whose ceil(T / k) positions exceed it is read in balanced groups of k or more tokens (at most 4,
+    each by the reader's merge for its size). 0: no budget (ceil(T / k) positions)."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
     """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
     it delivered)."""
@@ -559,6 +564,9 @@ def value_problems(config: Config) -> list[str]:
         problems.append(f"eval.rates must be in (0, 1] (every entry), got {config.eval.rates}")
     if any(not 1 <= k <= 4 for k in config.eval.ks):
         problems.append(f"eval.ks must list tokens a position in 1..4 (every entry), got {config.eval.ks}")
+    if not 0 <= config.eval.max_position_share <= 1:
+        problems.append(f"eval.max_position_share must be in [0, 1] (0: no budget), got "
+                        f"{config.eval.max_position_share}")
     if config.eval.merge_layer < 1:
         problems.append(f"eval.merge_layer must be >= 1 (a decoder layer), got {config.eval.merge_layer}")
     if not 1 <= config.eval.salient_run_k <= 4:

@@ -136,10 +136,11 @@ class LatentWire(nn.Module):
 
     def receiver_inputs(self, name: str, z, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Z [B, slots, d_z] (or a TokenBatch, read k tokens a position, default self.k, at two resolutions
-        where it has focus marks) -> receiver `name`'s input embeddings [B, M_r, d_model] and, for token
-        packets, which of the M_r positions are real [B, M_r] (None: all of them)."""
+        where it has focus marks, in its layout's groups where it has one) -> receiver `name`'s input
+        embeddings [B, M_r, d_model] and, for token packets, which of the M_r positions are real [B, M_r]
+        (None: all of them)."""
         if self.encoder.carries_tokens:
-            return self.adapters[name](z.ids, z.mask, k or self.k, z.focus)
+            return self.adapters[name](z.ids, z.mask, k or self.k, z.focus, z.layout)
         return self.adapters[name](z[:, self.slots_of(name)]), None
 
     def training_features(self, question: str, context: str) -> torch.Tensor:
@@ -216,18 +217,19 @@ class LatentWire(nn.Module):
 
     def layer_states(self, name: str, z, k: int | None = None, layer: int | None = None) -> torch.Tensor | None:
         """A token batch's context states at decoder layer `layer` (default encoder.merge_layer) of receiver
-        `name`, pooled k a position [B, M_r, d_model] (latentwire.adapters.layer_merge; no gradient), or None
-        where the reader merges at the embeddings alone (layer 0, k = 1, or a reading with focus marks)."""
+        `name`, pooled k a position or over its layout's groups [B, M_r, d_model] (latentwire.adapters.layer_merge;
+        no gradient), or None where the reader merges at the embeddings alone (layer 0, k = 1, or a reading with
+        focus marks)."""
         k, layer = k or self.k, self.config.encoder.merge_layer if layer is None else layer
         if not layer or k == 1 or not self.encoder.carries_tokens or z.focus is not None:
             return None
         receiver, builder = self.receivers[name], self.builders[name]
-        tokens, mask = self.receiver_inputs(name, z, 1)
+        tokens, mask = self.receiver_inputs(name, z.uniform(), 1)     # each token its own embedding
         tokens = tokens.to(receiver.device)
         mask = torch.ones(tokens.shape[:2], device=tokens.device) if mask is None else mask.to(tokens.device)
         prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=receiver.device))[0]
         with self.features.reading(name, tokens[:, :0]):
-            return batch_layer_states(receiver.model, prefix, tokens, mask, k, layer)
+            return batch_layer_states(receiver.model, prefix, tokens, mask, k, layer, z.layout)
 
     def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]],
              mask: torch.Tensor | None = None, deep: torch.Tensor | None = None, states: bool = False):

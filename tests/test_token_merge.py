@@ -124,3 +124,38 @@ def test_the_relative_mlp_merge_is_in_the_embeddings_own_units_and_the_plain_one
         small[merge] = (module(groups * 0.1, members), module(groups, members) * 0.1)
     torch.testing.assert_close(*small["mlp_relative"], rtol=1e-2, atol=1e-4)    # scales with the embeddings
     assert not torch.allclose(*small["mlp"], rtol=0.1)                # in absolute units: swamps small tokens
+
+
+def test_a_balanced_layout_spreads_tokens_over_the_positions_it_is_given():
+    from latentwire.adapters.token_merge import balanced_layout
+
+    index = balanced_layout([7, 4, 0], [3, 2, 0])
+    assert index.shape == (3, 3, 3)
+    assert index[0].tolist() == [[0, 1, -1], [2, 3, -1], [4, 5, 6]]
+    assert index[1].tolist() == [[0, 1, -1], [2, 3, -1], [-1, -1, -1]] and (index[2] == -1).all()
+    sizes = (balanced_layout([43], [20])[0] >= 0).sum(1)
+    assert sizes.sum() == 43 and set(sizes.tolist()) == {2, 3}
+    for length, count in ((9, 2), (4, 5)):       # more than 4 tokens a position, or more positions than tokens
+        with pytest.raises(ValueError, match="positions"):
+            balanced_layout([length], [count])
+
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+def test_a_layout_reads_each_group_with_the_merge_for_its_size(table, merge):
+    from latentwire.adapters.token_merge import balanced_layout
+
+    ids, mask = _batch()
+    reader = TokenMergeReader(table, merge, ks=(2, 3))
+    for p in reader.parameters():
+        nn.init.normal_(p, std=0.1)         # merges that are not the mean: the right one must be used
+    embeds, positions = reader(ids, mask, 2, layout=balanced_layout([5, 2], [2, 1]))
+    assert positions.tolist() == [[1, 1], [1, 0]] and not embeds[1, 1].any()
+    two, _ = reader(ids[:, :2], mask[:, :2], 2)
+    three, _ = reader(ids[:1, 2:], mask[:1, 2:], 3)
+    torch.testing.assert_close(embeds[0, 0], two[0, 0])
+    torch.testing.assert_close(embeds[0, 1], three[0, 0])
+    torch.testing.assert_close(embeds[1, 0], two[1, 0])
+    single, _ = reader(ids[:1], mask[:1], 2, layout=balanced_layout([5], [5]))
+    torch.testing.assert_close(single[0], table(ids[0]))
+    with pytest.raises(ValueError, match="groups of \\[2, 3\\] tokens, a layout asks for 4"):
+        reader(ids[:1, :4], mask[:1, :4], 2, layout=balanced_layout([4], [1]))

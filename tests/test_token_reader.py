@@ -644,3 +644,41 @@ def test_a_reader_that_merges_from_a_layer_trains_so_and_its_rows_read_so(tmp_pa
     assert run_method(ctx, EXAMPLES[:2], "latent_k", 2, 2, progress=False, shuffle=False).row["merge_layer"] == 1
     with pytest.raises(ValueError, match="encoder.merge_layer"):
         METHODS["latent_focus"].build(EXAMPLES[0], ctx)
+
+
+def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pair, table):
+    """eval.max_position_share: a merged reading whose ceil(T / k) positions exceed the share of the receiver's
+    own tokens of the text takes that many positions instead (groups of k and k + 1, layer states pooled over
+    the same groups); one that fits reads as without the budget; k = 1 is never merged."""
+    from latentwire.adapters.layer_merge import context_layer_states, states_after
+    from latentwire.adapters.token_merge import balanced_layout
+    from latentwire.config import load_config
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import METHODS
+
+    system, builder, ctx = _layered_setup(tmp_path, pair, table, 2)
+    example = EXAMPLES[0]
+    carried = split_content(example.question, example.context, "context")[0]
+    own = len(pair["a"].tokenizer(carried, add_special_tokens=False)["input_ids"])
+    plain = METHODS["latent_k"].build(example, ctx)
+    capped = METHODS["latent_k"].build(example, replace(ctx, max_position_share=0.4))
+    assert capped.latent_embeds.shape[0] == int(0.4 * own) < plain.latent_embeds.shape[0]
+    deep = METHODS["latent_deep"].build(example, replace(ctx, max_position_share=0.4))
+    assert deep.layer_states.states.shape == capped.latent_embeds.shape
+    prefix = pair["a"].embed(torch.tensor([builder.prefix_ids]))[0]
+    tokens = torch.randn(7, prefix.shape[1]) * prefix.std()
+    with torch.no_grad():
+        full = states_after(pair["a"].model, torch.cat([prefix, tokens])[None], 1)[0, prefix.shape[0]:]
+        pooled = context_layer_states(pair["a"].model, prefix, tokens, 2, 1, balanced_layout([7], [3])[0]).states
+    torch.testing.assert_close(pooled, torch.stack([full[:2].mean(0), full[2:4].mean(0), full[4:].mean(0)]))
+    roomy = replace(ctx, k=3, max_position_share=1.0)
+    torch.testing.assert_close(METHODS["latent_k"].build(example, roomy).latent_embeds,
+                               METHODS["latent_k"].build(example, replace(roomy, max_position_share=0)).latent_embeds)
+    at_k1 = [METHODS["latent_k"].build(example, replace(ctx, k=1, max_position_share=share)) for share in (0, 0.4)]
+    torch.testing.assert_close(at_k1[0].latent_embeds, at_k1[1].latent_embeds)
+    rows = [run_method(replace(ctx, max_position_share=share), EXAMPLES[:2], "latent_k", 2, 2, progress=False,
+                       shuffle=False).row for share in (0, 0.4)]
+    assert "max_position_share" not in rows[0] and rows[1]["max_position_share"] == 0.4
+    assert rows[1]["context_positions"] < rows[0]["context_positions"]
+    with pytest.raises(ConfigError, match="eval.max_position_share must be in \\[0, 1\\]"):
+        load_config(None, ["eval.max_position_share=1.5"])

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import torch
 
-from latentwire.adapters.token_merge import group_tokens, masked_mean
+from latentwire.adapters.token_merge import gather_groups, group_tokens, masked_mean
 from latentwire.errors import ConfigError
 from latentwire.features.base import decoder_layers
 
@@ -74,12 +74,18 @@ def pooled_states(states: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def context_layer_states(model: torch.nn.Module, prefix: torch.Tensor, context: torch.Tensor, k: int,
-                         layer: int) -> LayerStates:
+                         layer: int, index: torch.Tensor | None = None) -> LayerStates:
     """The prompt prefix's embeddings [P, d] and the context's own token embeddings [T, d] (k = 1) ->
-    the context's states after `layer` decoder layers, pooled k to a position: LayerStates at start P.
+    the context's states after `layer` decoder layers, pooled k to a position or, given `index` [M, g] (a
+    balanced_layout row), over its groups: LayerStates at start P.
     Run inside the receiver features' reading (LoRA on), as the reading itself is."""
     states = states_after(model, torch.cat([prefix, context.to(prefix.dtype)])[None], layer)[0]
-    return LayerStates(layer, prefix.shape[0], pooled_states(states[prefix.shape[0]:], k))
+    states = states[prefix.shape[0]:]
+    if index is None:
+        return LayerStates(layer, prefix.shape[0], pooled_states(states, k))
+    groups, members = gather_groups(states[None], index[None].to(states.device))
+    present = members[0].sum(1) > 0
+    return LayerStates(layer, prefix.shape[0], masked_mean(groups, members)[0][present])
 
 
 @contextmanager
@@ -114,13 +120,16 @@ def replacing(model: torch.nn.Module, given: list[LayerStates | None], offsets: 
 
 
 def batch_layer_states(model: torch.nn.Module, prefix: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                       k: int, layer: int) -> torch.Tensor:
+                       k: int, layer: int, layout: torch.Tensor | None = None) -> torch.Tensor:
     """`context_layer_states` for a batch: prefix embeddings [P, d], each row's own token embeddings [B, T, d]
     with `mask` [B, T] (its real tokens, packed from the left) -> pooled states [B, ceil(T / k), d], each row's
-    first ceil(T_b / k) real (the rest zero): the positions of a uniform reading at k."""
-    out = tokens.new_zeros(tokens.shape[0], math.ceil(tokens.shape[1] / k), tokens.shape[2])
+    first ceil(T_b / k) real (the rest zero): the positions of a uniform reading at k; given `layout`
+    [B, M, g] (balanced_layout), pooled over its groups instead [B, M, d]."""
+    count = math.ceil(tokens.shape[1] / k) if layout is None else layout.shape[1]
+    out = tokens.new_zeros(tokens.shape[0], count, tokens.shape[2])
     for row in range(tokens.shape[0]):
-        pooled = context_layer_states(model, prefix, tokens[row][mask[row] > 0], k, layer).states
+        index = None if layout is None else layout[row]
+        pooled = context_layer_states(model, prefix, tokens[row][mask[row] > 0], k, layer, index).states
         out[row, :pooled.shape[0]] = pooled.to(out.dtype)
     return out
 

@@ -11,6 +11,9 @@ A reader holds one merge per k it reads (`ks`), so one reader serves every k of 
 Two resolutions: with `focus` marks [B, T] (the tokens of the sentences the receiver selected for the
 question, latentwire.adapters.focus), each marked token gets a position of its own (its plain embedding) and
 the runs of unmarked tokens between them are read k to a position, all in context order.
+
+A position budget: with a `layout` (balanced_layout) a row's T tokens take a given number of positions, in
+consecutive groups whose sizes differ by at most one, each merged by the reader's merge for its size.
 """
 from __future__ import annotations
 
@@ -69,6 +72,24 @@ def focus_layout(mask: torch.Tensor, focus: torch.Tensor, k: int) -> tuple[torch
             index[b, j, :len(members)] = torch.tensor(members)
             single[b, j] = alone
     return index.to(mask.device), single.to(mask.device)
+
+
+def balanced_layout(lengths: list[int], positions: list[int]) -> torch.Tensor:
+    """Each row's token count T_b and positions M_b (ceil(T_b / MAX_K) <= M_b <= T_b) -> index [B, M, g] (the
+    tokens each position reads, -1 for none; M, g the largest): T_b tokens in M_b consecutive groups whose sizes
+    differ by at most one, the larger ones spread evenly."""
+    rows = []
+    for length, count in zip(lengths, positions):
+        if length and not math.ceil(length / MAX_K) <= count <= length:
+            raise ValueError(f"{length} tokens take {math.ceil(length / MAX_K)} to {length} positions, not {count}")
+        bounds = [j * length // count for j in range(count + 1)] if length else [0]
+        rows.append([list(range(a, b)) for a, b in zip(bounds, bounds[1:])])
+    m, g = max(1, max(map(len, rows))), max(1, max((len(x) for row in rows for x in row), default=1))
+    index = torch.full((len(rows), m, g), -1, dtype=torch.long)
+    for b, groups in enumerate(rows):
+        for j, members in enumerate(groups):
+            index[b, j, :len(members)] = torch.tensor(members)
+    return index
 
 
 def gather_groups(embeds: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,13 +166,16 @@ class TokenMergeReader(nn.Module):
         self.merges = nn.ModuleDict({str(k): MERGES[merge](k, width, hidden) for k in sorted(set(ks)) if k > 1})
         self.ks = tuple(sorted(set(ks)))
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int,
-                focus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids [B, T], mask [B, T] (left-aligned tokens), focus [B, T] or None -> embeds [B, M, d] (float32) and
-        position mask [B, M]; M = ceil(T/k) without focus, else the focus tokens plus the rest k to a position."""
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int, focus: torch.Tensor | None = None,
+                layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids [B, T], mask [B, T] (left-aligned tokens), focus [B, T] or None, layout [B, M, g] or None ->
+        embeds [B, M, d] (float32) and position mask [B, M]; M = ceil(T/k) without focus or layout, else the
+        focus tokens plus the rest k to a position, or the layout's groups (balanced_layout; k unused)."""
         if k != 1 and k not in self.ks:     # k = 1 is the embeddings themselves: every reader reads it
             raise ValueError(f"this reader reads k in {self.ks}, not k={k}")
         embeds = self.embedding[0](ids).float() * mask[..., None]
+        if layout is not None:
+            return self._read_layout(embeds, layout.to(embeds.device))
         if k == 1:
             return embeds, mask
         if focus is None:
@@ -160,14 +184,32 @@ class TokenMergeReader(nn.Module):
         else:
             index, single = focus_layout(mask, focus, k)
             groups, members = gather_groups(embeds, index)
-        merged = self.merges[str(k)](groups, members)
-        target = (groups.pow(2).sum((2, 3)) / (members.sum(2) * groups.shape[-1]).clamp(min=1)).add(1e-12).sqrt()
-        scale = target / merged.pow(2).mean(-1).add(1e-12).sqrt()
         positions = (members.sum(2) > 0).to(mask.dtype)
-        out = merged * (scale * positions)[..., None]
+        out = self._merged(k, groups, members) * positions[..., None]
         if single is not None:                           # a focus token's position is its own embedding
             out = torch.where(single[..., None], groups[:, :, 0], out)
         return out, positions
+
+    def _merged(self, k: int, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """groups [B, M, k, d], members [B, M, k] -> the merge at k scaled to its members' RMS [B, M, d]."""
+        merged = self.merges[str(k)](groups, members)
+        target = (groups.pow(2).sum((2, 3)) / (members.sum(2) * groups.shape[-1]).clamp(min=1)).add(1e-12).sqrt()
+        return merged * (target / merged.pow(2).mean(-1).add(1e-12).sqrt())[..., None]
+
+    def _read_layout(self, embeds: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """embeds [B, T, d], index [B, M, g] -> each group merged by the merge for its size (one token: its
+        embedding) [B, M, d] and the position mask [B, M]."""
+        groups, members = gather_groups(embeds, index)
+        sizes = members.sum(2)
+        out = groups[:, :, 0] * (sizes == 1)[..., None].to(groups.dtype)
+        for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
+            if size not in self.ks:
+                raise ValueError(f"this reader merges groups of {[k for k in self.ks if k > 1]} tokens, "
+                                 f"a layout asks for {size}")
+            at = sizes == size
+            merged = self._merged(size, groups[at][None, :, :size], members[at][None, :, :size])[0]
+            out = out.index_put((at,), merged)
+        return out, (sizes > 0).to(torch.long)
 
 
 class SharedTokenReader(nn.Module):
@@ -181,8 +223,9 @@ class SharedTokenReader(nn.Module):
         self.register_buffer("to_receiver", torch.tensor(receiver_ids, dtype=torch.long), persistent=False)
         self.reader = TokenMergeReader(embedding, merge, ks, hidden)
 
-    def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int,
-                focus: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """shared ids [B, T], mask [B, T], focus [B, T] or None -> embeds [B, M, d_model], position mask [B, M]."""
+    def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int, focus: torch.Tensor | None = None,
+                layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """shared ids [B, T], mask [B, T], focus [B, T] or None, layout [B, M, g] or None -> embeds
+        [B, M, d_model], position mask [B, M] (TokenMergeReader.forward)."""
         ids = self.to_receiver.to(shared_ids.device)[shared_ids] * mask
-        return self.reader(ids, mask, k, focus)
+        return self.reader(ids, mask, k, focus, layout)

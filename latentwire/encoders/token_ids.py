@@ -4,10 +4,12 @@ of the ids (k to a position, merged) is its reader's job (latentwire.adapters.to
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from latentwire.adapters.token_merge import MAX_K, balanced_layout
 from latentwire.config import EncoderConfig
 from latentwire.encoders.base import Encoder
 from latentwire.errors import CodingError
@@ -20,19 +22,31 @@ from latentwire.wire.unigram import UnigramTable
 @dataclass
 class TokenBatch:
     """A batch of token packets' contents: shared ids [B, T] (left-aligned), their mask [B, T] and, for a
-    two-resolution reading, the receiver's focus marks [B, T] (None: read uniformly; never on the wire)."""
+    two-resolution reading, the receiver's focus marks [B, T] or, for a reading within a position budget, its
+    groups [B, M, g] (balanced_layout; None: read uniformly; neither is ever on the wire)."""
 
     ids: torch.Tensor
     mask: torch.Tensor
     focus: torch.Tensor | None = None
+    layout: torch.Tensor | None = None
 
     def to(self, device) -> TokenBatch:
         return TokenBatch(self.ids.to(device), self.mask.to(device),
-                          None if self.focus is None else self.focus.to(device))
+                          None if self.focus is None else self.focus.to(device),
+                          None if self.layout is None else self.layout.to(device))
 
     def uniform(self) -> TokenBatch:
-        """The same tokens without focus marks."""
+        """The same tokens without focus marks or a layout."""
         return TokenBatch(self.ids, self.mask)
+
+    def capped(self, k: int, positions: int) -> TokenBatch:
+        """One example's tokens (B = 1) read k a position within `positions` receiver positions: unchanged
+        (uniform) where ceil(T / k) fits, else T tokens in max(positions, ceil(T / MAX_K)) balanced groups."""
+        length = int(self.mask[0].sum())
+        if math.ceil(length / k) <= positions or length == 0:
+            return self.uniform()
+        count = min(length, max(positions, math.ceil(length / MAX_K)))
+        return TokenBatch(self.ids, self.mask, layout=balanced_layout([length], [count]).to(self.ids.device))
 
     def focused(self, marks: list[int]) -> TokenBatch:
         """One example's tokens (B = 1) with the focus marks [T] a receiver made (latentwire.adapters.focus)."""

@@ -79,9 +79,9 @@ def _require_token_reader(method: str, ctx: MethodContext) -> None:
 
 
 def _token_reader(method: str, focus: bool, layered: bool = False):
-    """A token reader's method: the lossless packet read ctx.k tokens a position, at two resolutions (the
-    receiver's focus sentences at k = 1) when `focus`, with pooled states from decoder layer ctx.merge_layer on
-    when `layered`."""
+    """A token reader's method: the lossless packet read ctx.k tokens a position (within
+    ctx.max_position_share), at two resolutions (the receiver's focus sentences at k = 1) when `focus`, with
+    pooled states from decoder layer ctx.merge_layer on when `layered`."""
     @torch.no_grad()
     def build(example: QAExample, ctx: MethodContext) -> PromptInput:
         _require_token_reader(method, ctx)
@@ -89,10 +89,22 @@ def _token_reader(method: str, focus: bool, layered: bool = False):
         if layer and focus:
             raise ValueError(f"{method} reads at two resolutions; this reader merges from decoder layer "
                              f"{layer} on (encoder.merge_layer), which reads uniform groupings only")
-        return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context),
-                              lambda z, question: ctx.system.token_reading(z, question, focus),
+        view = (lambda z, question: ctx.system.token_reading(z, question, True)) if focus else _budgeted(ctx)
+        return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context), view,
                               _layered(ctx, layer))
     return build
+
+
+def _budgeted(ctx: MethodContext) -> Callable:
+    """(z, question) -> z (a decoded TokenBatch of one) read uniformly at ctx.k, within ctx.max_position_share
+    of the tokens the receiver's own tokenizer gives the packet's text (k >= 2; TokenBatch.capped)."""
+    def view(z, question: str):
+        if not ctx.max_position_share or ctx.k == 1:
+            return z.uniform()
+        text = ctx.system.encoder.wire.vocabulary.decode(z.ids[0][z.mask[0] > 0].tolist())
+        own = len(ctx.receiver.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return z.capped(ctx.k, max(1, int(ctx.max_position_share * own)))
+    return view
 
 
 def _layered(ctx: MethodContext, layer: int) -> Callable | None:
@@ -113,8 +125,8 @@ def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
     e = ctx.system.config.encoder
     scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
     chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
-    return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()),
-                          lambda z, question: z.uniform(), _layered(ctx, ctx.system.config.encoder.merge_layer))
+    return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()), _budgeted(ctx),
+                          _layered(ctx, ctx.system.config.encoder.merge_layer))
 
 
 @torch.no_grad()
@@ -184,7 +196,8 @@ class Method:
     wire_bytes counts (text methods: utf8, lm_coded: lm, latents: their packet); a `trained` method reads
     through the trained model (its receiver features on, the shuffled-latent controls run); `skips` are
     setting values it does not run because another row is the same reading (latent_focus at k = 1 is
-    latent_k at k = 1: every token has its own position either way)."""
+    latent_k at k = 1: every token has its own position either way); a `budgeted` method's merged readings
+    keep within eval.max_position_share (MethodContext.max_position_share)."""
 
     name: str
     build: Callable[[QAExample, MethodContext], PromptInput]
@@ -194,6 +207,7 @@ class Method:
     regimes: tuple[str, ...] = REGIMES
     trained: bool = False
     skips: tuple = ()
+    budgeted: bool = False
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -222,11 +236,12 @@ METHODS: dict[str, Method] = {m.name: m for m in [
                        "exactly as a latent is (prefix + slots + anchor)"),
     Method("latent", _latent, "bits", coding="packet", trained=True,
            description="the trained latent, sent as a packet at each wire.eval_bits, through the adapter"),
-    Method("latent_k", _token_reader("latent_k", False), "k", coding="packet", trained=True,
+    Method("latent_k", _token_reader("latent_k", False), "k", coding="packet", trained=True, budgeted=True,
            description="a token reader's lossless packet (every context token, entropy-coded), read k tokens "
                        "a position at each eval.ks"),
     Method("latent_deep", _token_reader("latent_deep", False, layered=True), "k", coding="packet", trained=True,
-           skips=(1,), description="latent_k's reading with the merge moved up to decoder layer eval.merge_layer: "
+           skips=(1,), budgeted=True,
+           description="latent_k's reading with the merge moved up to decoder layer eval.merge_layer: "
                                    "the context's first layers read a token a position, their states pooled k a "
                                    "position replace the merged positions' there (adapters.layer_merge)"),
     Method("latent_focus", _token_reader("latent_focus", True), "k", coding="packet", trained=True, skips=(1,),
@@ -236,6 +251,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            description="the same packet in the positions of a uniform reading at k: its least predictable "
                        "tokens (unigram bits) a position each, the rest eval.salient_run_k a position"),
     Method("latent_selected", _latent_selected, "k", coding="packet", trained=True, regimes=("question_aware",),
+           budgeted=True,
            description="question-aware token packet: only the sentences the sender picks for the question "
                        "(encoder.focus, at least one), read k tokens a position"),
 ]}
