@@ -680,5 +680,10 @@ def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pai
                        shuffle=False).row for share in (0, 0.4)]
     assert "max_position_share" not in rows[0] and rows[1]["max_position_share"] == 0.4
     assert rows[1]["context_positions"] < rows[0]["context_positions"]
+    asked = replace(ctx, regime="question_aware")
+    selected = [run_method(replace(asked, max_position_share=share), EXAMPLES[:2], "latent_selected", 2, 2,
+                           progress=False, shuffle=False).row for share in (0, 0.4)]
+    assert selected[1]["max_position_share"] == 0.4
+    assert selected[1]["context_positions"] < selected[0]["context_positions"]
     with pytest.raises(ConfigError, match="eval.max_position_share must be in \\[0, 1\\]"):
         load_config(None, ["eval.max_position_share=1.5"])
