@@ -106,7 +106,8 @@ class EvalConfig:
     states of its k tokens as the context's first layers made them (pooled), instead of its merged embedding's."""
     max_position_share: float = 0.0
     """A position budget for the merged token readings (latent_k, latent_deep, latent_selected at k >= 2): at
-    most this share of the tokens the receiver's own tokenizer gives the packet's text (floor, at least one). A
+    most this share of the positions the packet's text would take in the receiver's text prompt (floor, at
+    least one; PromptBuilder.text_positions: what `text`'s and the selection peers' context positions count). A
     packet whose ceil(T / k) positions exceed it is read in balanced groups of k or more tokens (at most 4,
     each by the reader's merge for its size). 0: no budget (ceil(T / k) positions)."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])

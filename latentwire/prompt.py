@@ -108,6 +108,12 @@ class PromptBuilder:
         """Ids of the whole prompt, tokenised jointly, BOS per policy: what the text path feeds."""
         return self._bos() + self.encode(self.prompt_text(content))
 
+    def text_positions(self, carried: str, after: str) -> int:
+        """The positions `carried` takes in the text prompt of content carried + after: that prompt's ids less
+        the ones a latent prompt holds beside its latent (prefix, the ids of `after`, anchor)."""
+        rest = len(self.prefix_ids) + len(self.encode(after)) + len(self.anchor_ids)
+        return len(self.prompt_ids(carried + after)) - rest
+
     def segment_ids(self, content: str) -> tuple[list[int], list[int], list[int]]:
         """(prefix, content, anchor) ids tokenised separately: what the embedding/latent paths feed."""
         if not content:

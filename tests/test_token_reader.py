@@ -647,8 +647,8 @@ def test_a_reader_that_merges_from_a_layer_trains_so_and_its_rows_read_so(tmp_pa
 
 
 def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pair, table):
-    """eval.max_position_share: a merged reading whose ceil(T / k) positions exceed the share of the receiver's
-    own tokens of the text takes that many positions instead (groups of k and k + 1, layer states pooled over
+    """eval.max_position_share: a merged reading whose ceil(T / k) positions exceed the share of the positions
+    its text takes in the receiver's text prompt takes that many positions instead (groups of k and k + 1, layer states pooled over
     the same groups); one that fits reads as without the budget; k = 1 is never merged."""
     from latentwire.adapters.layer_merge import context_layer_states, states_after
     from latentwire.adapters.token_merge import balanced_layout
@@ -658,9 +658,11 @@ def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pai
 
     system, builder, ctx = _layered_setup(tmp_path, pair, table, 2)
     example = EXAMPLES[0]
-    carried = split_content(example.question, example.context, "context")[0]
-    own = len(pair["a"].tokenizer(carried, add_special_tokens=False)["input_ids"])
+    carried, after = split_content(example.question, example.context, "context")
+    own = builder.text_positions(carried, after)
     plain = METHODS["latent_k"].build(example, ctx)
+    beside = plain.length - plain.latent_embeds.shape[0]            # what the latent's prompt holds beside it
+    assert METHODS["text"].build(example, ctx).length - beside == own
     capped = METHODS["latent_k"].build(example, replace(ctx, max_position_share=0.4))
     assert capped.latent_embeds.shape[0] == int(0.4 * own) < plain.latent_embeds.shape[0]
     deep = METHODS["latent_deep"].build(example, replace(ctx, max_position_share=0.4))

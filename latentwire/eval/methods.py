@@ -89,20 +89,22 @@ def _token_reader(method: str, focus: bool, layered: bool = False):
         if layer and focus:
             raise ValueError(f"{method} reads at two resolutions; this reader merges from decoder layer "
                              f"{layer} on (encoder.merge_layer), which reads uniform groupings only")
-        view = (lambda z, question: ctx.system.token_reading(z, question, True)) if focus else _budgeted(ctx)
+        after = ctx.system.text_after(example.question, example.context)
+        view = (lambda z, question: ctx.system.token_reading(z, question, True)) if focus else _budgeted(ctx, after)
         return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, example.context), view,
                               _layered(ctx, layer))
     return build
 
 
-def _budgeted(ctx: MethodContext) -> Callable:
+def _budgeted(ctx: MethodContext, after: str) -> Callable:
     """(z, question) -> z (a decoded TokenBatch of one) read uniformly at ctx.k, within ctx.max_position_share
-    of the tokens the receiver's own tokenizer gives the packet's text (k >= 2; TokenBatch.capped)."""
+    of the positions the packet's text would take in the receiver's text prompt, `after` read after it
+    (PromptBuilder.text_positions; k >= 2; TokenBatch.capped)."""
     def view(z, question: str):
         if not ctx.max_position_share or ctx.k == 1:
             return z.uniform()
         text = ctx.system.encoder.wire.vocabulary.decode(z.ids[0][z.mask[0] > 0].tolist())
-        own = len(ctx.receiver.tokenizer(text, add_special_tokens=False)["input_ids"])
+        own = ctx.builder.text_positions(text, after)
         return z.capped(ctx.k, max(1, int(ctx.max_position_share * own)))
     return view
 
@@ -125,7 +127,8 @@ def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
     e = ctx.system.config.encoder
     scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
     chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
-    return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()), _budgeted(ctx),
+    return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()),
+                          _budgeted(ctx, ctx.system.text_after(example.question, example.context)),
                           _layered(ctx, ctx.system.config.encoder.merge_layer))
 
 
