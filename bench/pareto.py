@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -65,7 +66,8 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
                  "eval.shuffle_test=false",
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}",
                  f"eval.prefix_cache={str(args.prefix_cache).lower()}",
-                 f"eval.fold_weights={str(args.fold_weights).lower()}"]
+                 f"eval.fold_weights={str(args.fold_weights).lower()}",
+                 f"eval.max_position_share={args.max_position_share}"]
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
@@ -163,6 +165,9 @@ def main() -> None:
                         help="the checkpoint's methods (a token reader: latent_k latent_focus latent_selected)")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 3, 4], help="a token reader's k values")
     parser.add_argument("--shuffled-f1", action="store_true", help="the shuffled-packet F1 in latent rows")
+    parser.add_argument("--max-position-share", type=float, default=0.0,
+                        help="a token reader's merged readings within this share of the positions the text "
+                             "takes (eval.max_position_share; 0: none)")
     parser.add_argument("--codings", nargs="+", default=["utf8", "zstd", "ids", "unigram", "bigram"],
                         help="text codings costed (a run folder resumes only with the codings it started with)")
     parser.add_argument("--receivers", help="receivers= override (default: both)")
@@ -193,6 +198,7 @@ def main() -> None:
         prefill(args)
         return
     if not args.report:
+        from latentwire.errors import ConfigError
         from latentwire.eval.harness import memo_from_predictions
         from latentwire.eval.sender_cache import SenderCache
 
@@ -204,7 +210,11 @@ def main() -> None:
                 memo.update(memo_from_predictions(root / regime / "predictions.jsonl"))
                 memo.update(memo_from_predictions(root / regime / ".pending" / "predictions.jsonl"))
         for regime in args.regimes:
-            run_regime(regime, args, receivers, memo, peers)
+            try:
+                run_regime(regime, args, receivers, memo, peers)
+            except ConfigError as error:      # a bad setting: one line, exit 2 (before the folder is touched)
+                print(f"pareto.py: {error}", file=sys.stderr)
+                sys.exit(2)
     peers = read_peer_rows(parser, args.peer_rows) if args.peer_rows else None
     rows = collect(Path(args.runs), args.latent_runs, peers)
     if problem := mixed_timing(rows):

@@ -106,3 +106,19 @@ def test_the_driver_reports_another_root_beside_it_not_over_the_committed_figure
     driver = _driver()
     assert driver.results_folder(driver.RUNS) == driver.RESULTS
     assert driver.results_folder(tmp_path / "bench-pareto-k4") == tmp_path / "bench-pareto-k4" / "results"
+
+
+def test_the_driver_refuses_a_bad_setting_in_one_line_before_any_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    driver = Path(__file__).parents[1] / "bench" / "pareto.py"
+    runs = tmp_path / "runs"
+    done = subprocess.run([sys.executable, str(driver), "--max-position-share", "2", "--n", "1", "--methods", "text",
+                           "--runs", str(runs), "--regimes", "context_only"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and not runs.exists()
+    assert done.stderr.strip().splitlines() == [
+        "pareto.py: eval.max_position_share must be in [0, 1] (0: no budget), got 2.0"]
