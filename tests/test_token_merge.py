@@ -131,7 +131,7 @@ def test_a_balanced_layout_spreads_tokens_over_the_positions_it_is_given():
 
     index = balanced_layout([7, 4, 0], [3, 2, 0])
     assert index.shape == (3, 3, 3)
-    assert index[0].tolist() == [[0, 1, -1], [2, 3, -1], [4, 5, 6]]
+    assert index[0].tolist() == [[0, 1, 2], [3, 4, -1], [5, 6, -1]]          # the larger groups first
     assert index[1].tolist() == [[0, 1, -1], [2, 3, -1], [-1, -1, -1]] and (index[2] == -1).all()
     sizes = (balanced_layout([43], [20])[0] >= 0).sum(1)
     assert sizes.sum() == 43 and set(sizes.tolist()) == {2, 3}
@@ -150,10 +150,10 @@ def test_a_layout_reads_each_group_with_the_merge_for_its_size(table, merge):
         nn.init.normal_(p, std=0.1)         # merges that are not the mean: the right one must be used
     embeds, positions = reader(ids, mask, 2, layout=balanced_layout([5, 2], [2, 1]))
     assert positions.tolist() == [[1, 1], [1, 0]] and not embeds[1, 1].any()
-    two, _ = reader(ids[:, :2], mask[:, :2], 2)
-    three, _ = reader(ids[:1, 2:], mask[:1, 2:], 3)
-    torch.testing.assert_close(embeds[0, 0], two[0, 0])
-    torch.testing.assert_close(embeds[0, 1], three[0, 0])
+    three, _ = reader(ids[:1, :3], mask[:1, :3], 3)
+    two, _ = reader(torch.stack([ids[0, 3:], ids[1, :2]]), torch.ones(2, 2, dtype=torch.long), 2)
+    torch.testing.assert_close(embeds[0, 0], three[0, 0])
+    torch.testing.assert_close(embeds[0, 1], two[0, 0])
     torch.testing.assert_close(embeds[1, 0], two[1, 0])
     single, _ = reader(ids[:1], mask[:1], 2, layout=balanced_layout([5], [5]))
     torch.testing.assert_close(single[0], table(ids[0]))

@@ -672,7 +672,7 @@ def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pai
     with torch.no_grad():
         full = states_after(pair["a"].model, torch.cat([prefix, tokens])[None], 1)[0, prefix.shape[0]:]
         pooled = context_layer_states(pair["a"].model, prefix, tokens, 2, 1, balanced_layout([7], [3])[0]).states
-    torch.testing.assert_close(pooled, torch.stack([full[:2].mean(0), full[2:4].mean(0), full[4:].mean(0)]))
+    torch.testing.assert_close(pooled, torch.stack([full[:3].mean(0), full[3:5].mean(0), full[5:].mean(0)]))
     roomy = replace(ctx, k=3, max_position_share=1.0)
     torch.testing.assert_close(METHODS["latent_k"].build(example, roomy).latent_embeds,
                                METHODS["latent_k"].build(example, replace(roomy, max_position_share=0)).latent_embeds)

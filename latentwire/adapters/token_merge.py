@@ -77,12 +77,13 @@ def focus_layout(mask: torch.Tensor, focus: torch.Tensor, k: int) -> tuple[torch
 def balanced_layout(lengths: list[int], positions: list[int]) -> torch.Tensor:
     """Each row's token count T_b and positions M_b (ceil(T_b / MAX_K) <= M_b <= T_b) -> index [B, M, g] (the
     tokens each position reads, -1 for none; M, g the largest): T_b tokens in M_b consecutive groups whose sizes
-    differ by at most one, the larger ones spread evenly."""
+    differ by at most one, the larger ones first (where a packet's fixed "Context:" label lies)."""
     rows = []
     for length, count in zip(lengths, positions):
         if length and not math.ceil(length / MAX_K) <= count <= length:
             raise ValueError(f"{length} tokens take {math.ceil(length / MAX_K)} to {length} positions, not {count}")
-        bounds = [j * length // count for j in range(count + 1)] if length else [0]
+        size, larger = divmod(length, count) if length else (0, 0)
+        bounds = [j * size + min(j, larger) for j in range(count + 1)] if length else [0]
         rows.append([list(range(a, b)) for a, b in zip(bounds, bounds[1:])])
     m, g = max(1, max(map(len, rows))), max(1, max((len(x) for row in rows for x in row), default=1))
     index = torch.full((len(rows), m, g), -1, dtype=torch.long)
