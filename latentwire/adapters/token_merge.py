@@ -80,10 +80,13 @@ def balanced_layout(lengths: list[int], positions: list[int]) -> torch.Tensor:
     differ by at most one, the larger ones first (where a packet's fixed "Context:" label lies)."""
     rows = []
     for length, count in zip(lengths, positions):
-        if length and not math.ceil(length / MAX_K) <= count <= length:
+        if not length:
+            rows.append([])
+            continue
+        if not math.ceil(length / MAX_K) <= count <= length:
             raise ValueError(f"{length} tokens take {math.ceil(length / MAX_K)} to {length} positions, not {count}")
-        size, larger = divmod(length, count) if length else (0, 0)
-        bounds = [j * size + min(j, larger) for j in range(count + 1)] if length else [0]
+        size, larger = divmod(length, count)
+        bounds = [j * size + min(j, larger) for j in range(count + 1)]
         rows.append([list(range(a, b)) for a, b in zip(bounds, bounds[1:])])
     m, g = max(1, max(map(len, rows))), max(1, max((len(x) for row in rows for x in row), default=1))
     index = torch.full((len(rows), m, g), -1, dtype=torch.long)

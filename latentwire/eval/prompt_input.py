@@ -74,7 +74,7 @@ class MethodContext:
     k: int = 0                       # latent_k / latent_focus: tokens a receiver position reads
     salient_run_k: int = 4           # latent_salient: tokens a position of the runs between salient tokens
     merge_layer: int = 8             # latent_deep: the decoder layer from which positions read pooled states
-    max_position_share: float = 0.0  # merged token readings: positions at most this share of the own tokens
+    max_position_share: float = 0.0  # merged token readings: at most this share of the text's positions
 
     @property
     def features(self):
