@@ -15,6 +15,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from latentwire.adapters.position_budget import LEAVE_OUTS
 from latentwire.errors import ConfigError
 from latentwire.train.tasks import TASKS, aux_task_problems
 from latentwire.wire.codings import CODING_NAMES
@@ -110,6 +111,11 @@ class EvalConfig:
     least one; PromptBuilder.text_positions: what `text`'s and the selection peers' context positions count). A
     packet whose ceil(T / k) positions exceed it is read in balanced groups of k or more tokens (at most 4,
     each by the reader's merge for its size). 0: no budget (ceil(T / k) positions)."""
+    leave_out: list[str] = field(default_factory=lambda: ["label", "end_mark"])
+    """Within eval.max_position_share, what the receiver leaves out of the packet's tokens before it merges groups
+    of k + 1, in this order and only while the reading is over the budget (latentwire.adapters.position_budget:
+    label: the context label every context packet begins with; end_mark: the closing sentence mark;
+    predictable: the tokens most probable under the shared unigram table). []: merge only."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
     """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
     it delivered)."""
@@ -568,6 +574,8 @@ def value_problems(config: Config) -> list[str]:
     if not 0 <= config.eval.max_position_share <= 1:
         problems.append(f"eval.max_position_share must be in [0, 1] (0: no budget), got "
                         f"{config.eval.max_position_share}")
+    if unknown := [name for name in config.eval.leave_out if name not in LEAVE_OUTS]:
+        problems.append(f"eval.leave_out must list rules among {', '.join(LEAVE_OUTS)}, got {unknown}")
     if config.eval.merge_layer < 1:
         problems.append(f"eval.merge_layer must be >= 1 (a decoder layer), got {config.eval.merge_layer}")
     if not 1 <= config.eval.salient_run_k <= 4:

@@ -20,11 +20,13 @@ if TYPE_CHECKING:   # the config is read here, never imported: config -> tasks -
 
 _SLOT = "\u0000CONTENT\u0000"
 BOS_POLICIES = ("model", "always", "never")
+CONTEXT_LABEL = "Context:"
+"""What the content segment puts before the context (a context-only latent carries it with the context)."""
 
 
 def format_content(question: str, context: str) -> str:
     """The content segment: what a sender would otherwise transmit as text."""
-    return f"Context: {context}\nQuestion: {question}" if context else f"Question: {question}"
+    return f"{CONTEXT_LABEL} {context}\nQuestion: {question}" if context else f"Question: {question}"
 
 
 def split_content(question: str, context: str, carried: str = "prompt") -> tuple[str, str]:
@@ -34,7 +36,7 @@ def split_content(question: str, context: str, carried: str = "prompt") -> tuple
     question follows as text. The two parts always join to `format_content(question, context)`.
     """
     if carried == "context" and context:
-        return f"Context: {context}", f"\nQuestion: {question}"
+        return f"{CONTEXT_LABEL} {context}", f"\nQuestion: {question}"
     return format_content(question, context), ""
 
 

@@ -2,6 +2,7 @@
 version 2 packet, each receiver reads it k tokens a position (k = 1: the text's own embeddings), trains on
 ragged batches and answers from the packet."""
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -689,3 +690,34 @@ def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pai
     assert selected[1]["context_positions"] < selected[0]["context_positions"]
     with pytest.raises(ConfigError, match="eval.max_position_share must be in \\[0, 1\\]"):
         load_config(None, ["eval.max_position_share=1.5"])
+
+
+def test_a_budget_leaves_out_the_label_and_end_mark_before_it_merges(tmp_path, pair, table):
+    """Within eval.max_position_share the receiver first leaves out the packet's context label (whole) and its
+    closing mark, then merges: a budget those meet reads the rest in uniform pairs; eval.leave_out=[] merges
+    the whole packet; rows say which rules they read with."""
+    from latentwire.eval.harness import run_method
+    from latentwire.eval.methods import METHODS, _budgeted
+    from latentwire.prompt import CONTEXT_LABEL
+
+    system, builder, ctx = _layered_setup(tmp_path, pair, table, 2)
+    vocabulary = system.encoder.wire.vocabulary
+    label = vocabulary.encode(CONTEXT_LABEL)
+    packets = {e.id: system.as_batch(system.decode(system.encode(e.question, e.context))) for e in EXAMPLES}
+    # a packet of odd length T ending in ".": its label and mark must both go to save two positions
+    example = next(e for e in EXAMPLES if packets[e.id].ids.shape[1] % 2 and e.context.rstrip().endswith("."))
+    z, (carried, after) = packets[example.id], split_content(example.question, example.context, "context")
+    ids = z.ids[0].tolist()
+    assert ids[:len(label)] == label and vocabulary.decode(ids[-1:]) == "."
+    own = builder.text_positions(carried, after)
+    share = (math.ceil(len(ids) / 2) - 2 + 0.5) / own          # two positions short of the plain pairs
+    read = _budgeted(replace(ctx, max_position_share=share), after)(z, example.question)
+    assert read.layout is None and read.ids[0].tolist() == ids[len(label):-1]
+    merged = _budgeted(replace(ctx, max_position_share=share, leave_out=()), after)(z, example.question)
+    assert merged.ids[0].tolist() == ids and merged.layout is not None
+    assert merged.layout.shape[1] == int(share * own)
+    built = METHODS["latent_k"].build(example, replace(ctx, max_position_share=share))
+    assert built.latent_embeds.shape[0] == math.ceil((len(ids) - len(label) - 1) / 2)
+    row = run_method(replace(ctx, max_position_share=share), EXAMPLES[:2], "latent_k", 2, 2, progress=False,
+                     shuffle=False).row
+    assert row["leave_out"] == ["label", "end_mark"]

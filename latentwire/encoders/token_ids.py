@@ -35,6 +35,11 @@ class TokenBatch:
                           None if self.focus is None else self.focus.to(device),
                           None if self.layout is None else self.layout.to(device))
 
+    def selected(self, indices: list[int]) -> TokenBatch:
+        """One example's tokens (B = 1) at `indices` [T'] (in order), without focus marks or a layout."""
+        index = torch.tensor(indices, dtype=torch.long, device=self.ids.device)
+        return TokenBatch(self.ids[:, index], self.mask[:, index])
+
     def uniform(self) -> TokenBatch:
         """The same tokens without focus marks or a layout."""
         return TokenBatch(self.ids, self.mask)

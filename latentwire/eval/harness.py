@@ -84,7 +84,8 @@ def run_method(ctx: MethodContext, examples: list[QAExample], method: str, batch
            "weights_folded": bool(timed) and folds(features, fold_weights),
            **(_context_positions(prompts) if spec.trained else {}),
            **({"merge_layer": prompts[0].layer_states.layer} if prompts and prompts[0].layer_states else {}),
-           **({"max_position_share": ctx.max_position_share} if spec.budgeted and ctx.max_position_share else {}),
+           **({"max_position_share": ctx.max_position_share, "leave_out": list(ctx.leave_out)}
+              if spec.budgeted and ctx.max_position_share else {}),
            **diagnostics(prompts, predictions, ctx.receiver.tokenizer)}
     if spec.trained and len(predictions) >= 2:
         pad_id = ctx.builder.pad_id
@@ -106,7 +107,8 @@ def _memo_key(ctx: MethodContext, example: QAExample, prompt: PromptInput, metho
     share = ctx.max_position_share if METHODS[method].budgeted else 0
     what = json.dumps(prompt.ids) if prompt.ids is not None else json.dumps([method, *setting.values(), trained]
                                                                              + ([layer] if layer else [])
-                                                                             + ([share] if share else []))
+                                                                             + ([share, *ctx.leave_out] if share
+                                                                                else []))
     return ctx.receiver.name, example.id, hashlib.sha1(what.encode()).hexdigest()
 
 
@@ -235,6 +237,7 @@ def _missing_rows(config: Config, grid: list, receivers: dict[str, Receiver], sy
                                 peers=peers, salient_run_k=config.eval.salient_run_k,
                                 merge_layer=config.eval.merge_layer,
                                 max_position_share=config.eval.max_position_share,
+                                leave_out=tuple(config.eval.leave_out),
                                 **({setting: value} if setting else {}))
             result = run_method(ctx, examples, method, config.eval.batch_size, config.eval.max_new_tokens,
                                 progress, config.eval.shuffled_f1, codings, config.eval.timing_n, memo,

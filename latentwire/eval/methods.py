@@ -15,6 +15,7 @@ import torch
 
 from latentwire.adapters import embedding_rms, rms_calibrate
 from latentwire.adapters.layer_merge import LayerStates, check_layer
+from latentwire.adapters.position_budget import ReadingAids, kept_indices
 from latentwire.data.examples import QAExample
 from latentwire.eval import peer_methods
 from latentwire.eval.peer_methods import message_text_bytes, text_prompt
@@ -22,7 +23,7 @@ from latentwire.config import REGIMES
 from latentwire.eval.prompt_input import MethodContext, PromptInput
 from latentwire.sentences import SCORERS, select_sentences
 from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
-from latentwire.prompt import format_content
+from latentwire.prompt import CONTEXT_LABEL, format_content
 
 def _text(example: QAExample, ctx: MethodContext) -> PromptInput:
     return text_prompt(ctx, example, example.context)
@@ -99,13 +100,18 @@ def _token_reader(method: str, focus: bool, layered: bool = False):
 def _budgeted(ctx: MethodContext, after: str) -> Callable:
     """(z, question) -> z (a decoded TokenBatch of one) read uniformly at ctx.k, within ctx.max_position_share
     of the positions the packet's text would take in the receiver's text prompt, `after` read after it
-    (PromptBuilder.text_positions; k >= 2; TokenBatch.capped)."""
+    (PromptBuilder.text_positions; k >= 2): the tokens ctx.leave_out's rules offer left out first
+    (adapters.position_budget), then groups of k + 1 (TokenBatch.capped)."""
     def view(z, question: str):
         if not ctx.max_position_share or ctx.k == 1:
             return z.uniform()
-        text = ctx.system.encoder.wire.vocabulary.decode(z.ids[0][z.mask[0] > 0].tolist())
-        own = ctx.builder.text_positions(text, after)
-        return z.capped(ctx.k, max(1, int(ctx.max_position_share * own)))
+        wire = ctx.system.encoder.wire
+        ids = z.ids[0][z.mask[0] > 0].tolist()
+        positions = max(1, int(ctx.max_position_share * ctx.builder.text_positions(wire.vocabulary.decode(ids),
+                                                                                   after)))
+        aids = ctx.resource("reading_aids", lambda: ReadingAids(wire.vocabulary.encode(CONTEXT_LABEL),
+                                                                wire.vocabulary.decode, wire.table.probabilities()))
+        return z.selected(kept_indices(ids, ctx.k, positions, list(ctx.leave_out), aids)).capped(ctx.k, positions)
     return view
 
 
