@@ -111,11 +111,12 @@ class EvalConfig:
     least one; PromptBuilder.text_positions: what `text`'s and the selection peers' context positions count). A
     packet whose ceil(T / k) positions exceed it is read in balanced groups of k or more tokens (at most 4,
     each by the reader's merge for its size). 0: no budget (ceil(T / k) positions)."""
-    leave_out: list[str] = field(default_factory=lambda: ["label", "end_mark"])
+    leave_out: list[str] = field(default_factory=lambda: ["label", "end_mark", "predictable"])
     """Within eval.max_position_share, what the receiver leaves out of the packet's tokens before it merges groups
     of k + 1, in this order and only while the reading is over the budget (latentwire.adapters.position_budget:
     label: the context label every context packet begins with; end_mark: the closing sentence mark;
-    predictable: the tokens most probable under the shared unigram table). []: merge only."""
+    predictable: the tokens most probable under the shared unigram table, until the reading fits). []: merge
+    only."""
     rates: list[float] = field(default_factory=lambda: [0.5, 0.33])
     """Rates asked of llmlingua (share of the context's tokens kept; one row per value; rows report the rate
     it delivered)."""

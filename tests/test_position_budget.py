@@ -43,4 +43,4 @@ def test_predictable_tokens_go_most_probable_first_the_later_among_equals():
 def test_an_unknown_rule_is_a_config_error_naming_the_field():
     with pytest.raises(ConfigError, match=r"eval.leave_out must list rules among label, end_mark, predictable"):
         load_config(None, ["eval.leave_out=[label,nothing]"])
-    assert load_config(None, []).eval.leave_out == ["label", "end_mark"]
+    assert load_config(None, []).eval.leave_out == ["label", "end_mark", "predictable"]

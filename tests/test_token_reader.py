@@ -658,6 +658,7 @@ def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pai
     from latentwire.eval.methods import METHODS
 
     system, builder, ctx = _layered_setup(tmp_path, pair, table, 2)
+    ctx = replace(ctx, leave_out=())             # merging alone (the leave-out rules: the test below)
     example = EXAMPLES[0]
     carried, after = split_content(example.question, example.context, "context")
     own = builder.text_positions(carried, after)
@@ -694,8 +695,9 @@ def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pai
 
 def test_a_budget_leaves_out_the_label_and_end_mark_before_it_merges(tmp_path, pair, table):
     """Within eval.max_position_share the receiver first leaves out the packet's context label (whole) and its
-    closing mark, then merges: a budget those meet reads the rest in uniform pairs; eval.leave_out=[] merges
-    the whole packet; rows say which rules they read with."""
+    closing mark, then (by default) its most predictable tokens: a budget the first two meet reads the rest in
+    uniform pairs, a tighter one reads fewer tokens, still in pairs; eval.leave_out=[] merges the whole packet
+    in groups of k and k + 1; rows say which rules they read with."""
     from latentwire.eval.harness import run_method
     from latentwire.eval.methods import METHODS, _budgeted
     from latentwire.prompt import CONTEXT_LABEL
@@ -711,13 +713,16 @@ def test_a_budget_leaves_out_the_label_and_end_mark_before_it_merges(tmp_path, p
     assert ids[:len(label)] == label and vocabulary.decode(ids[-1:]) == "."
     own = builder.text_positions(carried, after)
     share = (math.ceil(len(ids) / 2) - 2 + 0.5) / own          # two positions short of the plain pairs
-    read = _budgeted(replace(ctx, max_position_share=share), after)(z, example.question)
+    marks_only = replace(ctx, max_position_share=share, leave_out=("label", "end_mark"))
+    read = _budgeted(marks_only, after)(z, example.question)
     assert read.layout is None and read.ids[0].tolist() == ids[len(label):-1]
     merged = _budgeted(replace(ctx, max_position_share=share, leave_out=()), after)(z, example.question)
     assert merged.ids[0].tolist() == ids and merged.layout is not None
     assert merged.layout.shape[1] == int(share * own)
     built = METHODS["latent_k"].build(example, replace(ctx, max_position_share=share))
     assert built.latent_embeds.shape[0] == math.ceil((len(ids) - len(label) - 1) / 2)
+    tighter = _budgeted(replace(ctx, max_position_share=share * 0.8), after)(z, example.question)
+    assert tighter.layout is None and tighter.ids.shape[1] <= 2 * int(share * 0.8 * own)   # predictable ones go
     row = run_method(replace(ctx, max_position_share=share), EXAMPLES[:2], "latent_k", 2, 2, progress=False,
                      shuffle=False).row
-    assert row["leave_out"] == ["label", "end_mark"]
+    assert row["leave_out"] == ["label", "end_mark", "predictable"]
