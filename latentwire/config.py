@@ -109,8 +109,9 @@ class EvalConfig:
     """A position budget for the merged token readings (latent_k, latent_deep, latent_selected at k >= 2): at
     most this share of the positions the packet's text would take in the receiver's text prompt (floor, at
     least one; PromptBuilder.text_positions: what `text`'s and the selection peers' context positions count). A
-    packet whose ceil(T / k) positions exceed it is read in balanced groups of k or more tokens (at most 4,
-    each by the reader's merge for its size). 0: no budget (ceil(T / k) positions)."""
+    packet whose ceil(T / k) positions exceed it is read without what eval.leave_out's rules leave out and, if
+    still over, in balanced groups of k or more tokens (at most 4, each by the reader's merge for its size).
+    0: no budget (ceil(T / k) positions)."""
     leave_out: list[str] = field(default_factory=lambda: ["label", "end_mark", "predictable"])
     """Within eval.max_position_share, what the receiver leaves out of the packet's tokens before it merges groups
     of k + 1, in this order and only while the reading is over the budget (latentwire.adapters.position_budget:
