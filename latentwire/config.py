@@ -110,7 +110,8 @@ class EvalConfig:
     most this share of the positions the packet's text would take in the receiver's text prompt (floor, at
     least one; PromptBuilder.text_positions: what `text`'s and the selection peers' context positions count). A
     packet whose ceil(T / k) positions exceed it is read without what eval.leave_out's rules leave out and, if
-    still over, in balanced groups of k or more tokens (at most 4, each by the reader's merge for its size).
+    still over (rules without `predictable`), in balanced groups of k or more tokens (at most 4, each by the
+    reader's merge for its size).
     0: no budget (ceil(T / k) positions)."""
     leave_out: list[str] = field(default_factory=lambda: ["label", "end_mark", "predictable"])
     """Within eval.max_position_share, what the receiver leaves out of the packet's tokens before it merges groups

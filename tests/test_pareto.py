@@ -122,3 +122,9 @@ def test_the_driver_refuses_a_bad_setting_in_one_line_before_any_folder(tmp_path
     assert done.returncode == 2 and not runs.exists()
     assert done.stderr.strip().splitlines() == [
         "pareto.py: eval.max_position_share must be in [0, 1] (0: no budget), got 2.0"]
+    done = subprocess.run([sys.executable, str(driver), "--leave-out", "label", "nothing", "--n", "1", "--methods",
+                           "text", "--runs", str(runs), "--regimes", "context_only"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and not runs.exists()
+    assert done.stderr.strip().splitlines() == [
+        "pareto.py: eval.leave_out must list rules among label, end_mark, predictable, got ['nothing']"]

@@ -7,9 +7,7 @@ from latentwire.config import load_config
 from latentwire.errors import ConfigError
 
 # a toy vocabulary: 0 "Context", 1 ":", 2 " the", 3 " cat", 4 " sat", 5 ".", 6 " on", 7 " mat", 8 ","
-PIECES = ["Context", ":", " the", " cat", " sat", ".", " on", " mat", ","]
-AIDS = ReadingAids([0, 1], lambda ids: "".join(PIECES[i] for i in ids),
-                   np.array([0.01, 0.02, 0.30, 0.01, 0.01, 0.10, 0.05, 0.01, 0.20]))
+AIDS = ReadingAids([0, 1], frozenset({5}), np.array([0.01, 0.02, 0.30, 0.01, 0.01, 0.10, 0.05, 0.01, 0.20]))
 PACKET = [0, 1, 2, 3, 4, 6, 2, 7, 5]        # "Context: the cat sat on the mat."  T = 9
 
 

@@ -118,3 +118,17 @@ def test_an_eval_folder_of_an_older_config_resumes_when_the_new_fields_sit_at_th
     assert not same_run(old, new)
     new["eval"]["shuffle_test"], new["eval"]["methods"] = True, ["text", "latent"]   # the grid may differ
     assert same_run(old, new)
+
+
+def test_an_eval_folder_from_before_eval_leave_out_counts_as_merge_only():
+    """eval.leave_out's default changed what a position budget does, so a config that predates the field is
+    taken as the merge-only reading it ran (leave_out=[]), not today's default."""
+    from latentwire.config import Config
+    from latentwire.eval.rundir import same_run
+
+    new = Config().to_dict()
+    old = Config().to_dict()
+    del old["eval"]["leave_out"]
+    assert new["eval"]["leave_out"] and not same_run(old, new)
+    new["eval"]["leave_out"] = []
+    assert same_run(old, new)

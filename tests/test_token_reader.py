@@ -726,3 +726,28 @@ def test_a_budget_leaves_out_the_label_and_end_mark_before_it_merges(tmp_path, p
     row = run_method(replace(ctx, max_position_share=share), EXAMPLES[:2], "latent_k", 2, 2, progress=False,
                      shuffle=False).row
     assert row["leave_out"] == ["label", "end_mark", "predictable"]
+
+
+def test_the_leave_out_aids_know_the_marks_without_decoding_a_packet_piece_alone(tmp_path, pair, table):
+    """A packet that ends in a piece of a multi-byte character is read within a budget without an error (the
+    end marks are known as ids), one that ends in "." loses it; the answer memo tells the rules apart."""
+    from latentwire.adapters.position_budget import ReadingAids, end_mark_groups
+    from latentwire.eval.harness import _memo_key
+    from latentwire.eval.methods import METHODS, _budgeted
+    from latentwire.prompt import CONTEXT_LABEL
+
+    system, builder, ctx = _layered_setup(tmp_path, pair, table, 2)
+    vocabulary = system.encoder.wire.vocabulary
+    aids = ReadingAids.of(vocabulary, system.encoder.wire.table, CONTEXT_LABEL)
+    for ending, marked in (("Café 日本", False), ("“yes”", False), ("said yes.", True)):
+        ids = vocabulary.encode(f"{CONTEXT_LABEL} The answer, {ending}")
+        assert bool(end_mark_groups(ids, aids)) == marked
+        z = system.as_batch(system.decode(system.encode("What?", f"The answer, {ending}")))
+        read = _budgeted(replace(ctx, max_position_share=0.3), "\nQuestion: What?")(z, "What?")
+        assert read.ids.shape[1] < z.ids.shape[1]
+    example = EXAMPLES[0]
+    budgeted = replace(ctx, max_position_share=0.4)
+    prompt = METHODS["latent_k"].build(example, budgeted)
+    keys = {_memo_key(replace(budgeted, leave_out=rules), example, prompt, "latent_k", {"k": 2})
+            for rules in ((), ("label", "end_mark"), ("label", "end_mark", "predictable"))}
+    assert len(keys) == 3

@@ -101,7 +101,8 @@ def _budgeted(ctx: MethodContext, after: str) -> Callable:
     """(z, question) -> z (a decoded TokenBatch of one) read uniformly at ctx.k, within ctx.max_position_share
     of the positions the packet's text would take in the receiver's text prompt, `after` read after it
     (PromptBuilder.text_positions; k >= 2): the tokens ctx.leave_out's rules offer left out first
-    (adapters.position_budget), then groups of k + 1 (TokenBatch.capped)."""
+    (adapters.position_budget) and, if still over (rules without `predictable`), groups of k + 1
+    (TokenBatch.capped)."""
     def view(z, question: str):
         if not ctx.max_position_share or ctx.k == 1:
             return z.uniform()
@@ -109,8 +110,8 @@ def _budgeted(ctx: MethodContext, after: str) -> Callable:
         ids = z.ids[0][z.mask[0] > 0].tolist()
         positions = max(1, int(ctx.max_position_share * ctx.builder.text_positions(wire.vocabulary.decode(ids),
                                                                                    after)))
-        aids = ctx.resource("reading_aids", lambda: ReadingAids(wire.vocabulary.encode(CONTEXT_LABEL),
-                                                                wire.vocabulary.decode, wire.table.probabilities()))
+        aids = ctx.resource(f"reading_aids:{wire.id.hex()}",
+                            lambda: ReadingAids.of(wire.vocabulary, wire.table, CONTEXT_LABEL))
         return z.selected(kept_indices(ids, ctx.k, positions, list(ctx.leave_out), aids)).capped(ctx.k, positions)
     return view
 

@@ -75,7 +75,7 @@ class MethodContext:
     salient_run_k: int = 4           # latent_salient: tokens a position of the runs between salient tokens
     merge_layer: int = 8             # latent_deep: the decoder layer from which positions read pooled states
     max_position_share: float = 0.0  # merged token readings: at most this share of the text's positions
-    leave_out: tuple[str, ...] = ("label", "end_mark", "predictable")   # ... reached by leaving these out first (position_budget)
+    leave_out: tuple[str, ...] = ("label", "end_mark", "predictable")   # ... leaving these out first
 
     @property
     def features(self):

@@ -19,6 +19,8 @@ RESULT_FILES = ("config.json", "rows.jsonl", "predictions.jsonl", "metrics.json"
 GRID_KEYS = (("eval", "methods"), ("eval", "budgets"), ("wire", "eval_bits"), ("eval", "out_dir"),
              ("eval", "threads"), ("eval", "sentences"), ("eval", "rates"), ("eval", "ks"))
 NEUTRAL_SECTIONS = ("serve",)   # settings of other commands, which no row's numbers depend on
+# fields whose default is not the behaviour of the configs that predate them: such a config gets this value
+EARLIER_BEHAVIOUR = {("eval", "leave_out"): []}       # before eval.leave_out, a budget merged only
 
 
 def same_run(old: dict, new: dict) -> bool:
@@ -36,12 +38,17 @@ def same_run(old: dict, new: dict) -> bool:
 
 
 def with_defaults(config: dict) -> dict:
-    """`config` with the fields it lacks filled from today's defaults (its own values kept as they are)."""
+    """`config` with the fields it lacks filled from today's defaults, or where that default changed what the
+    older configs did, from EARLIER_BEHAVIOUR (its own values kept as they are)."""
     def fill(defaults, values):
         if not isinstance(defaults, dict) or not isinstance(values, dict):
             return values
         return {**defaults, **{k: fill(defaults.get(k), v) for k, v in values.items()}}
-    return fill(Config().to_dict(), config)
+    filled = fill(Config().to_dict(), config)
+    for (section, key), value in EARLIER_BEHAVIOUR.items():
+        if key not in config.get(section, {}):
+            filled[section][key] = value
+    return filled
 
 
 def row_key(record: dict) -> tuple:
