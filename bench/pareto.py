@@ -67,8 +67,8 @@ def run_regime(regime: str, args, receivers: dict, memo: dict, peers: dict) -> l
                  f"wire.eval_bits=[{args.bits}]", f"eval.out_dir={Path(args.runs) / regime}", f"eval.threads={args.threads}",
                  f"eval.prefix_cache={str(args.prefix_cache).lower()}",
                  f"eval.fold_weights={str(args.fold_weights).lower()}",
-                 f"eval.max_position_share={args.max_position_share}",
-                 f"eval.leave_out=[{','.join(args.leave_out)}]"]
+                 f"eval.max_position_share={args.max_position_share}"]
+    overrides += [f"eval.leave_out=[{','.join(args.leave_out)}]"] if args.leave_out is not None else []
     overrides += [f"checkpoint={args.checkpoint}"] if args.checkpoint else []
     overrides += [f"receivers={args.receivers}"] if args.receivers else []
     return evaluate(load_config(args.config, overrides), receivers=receivers, memo=memo, peers=peers)
@@ -169,9 +169,9 @@ def main() -> None:
     parser.add_argument("--max-position-share", type=float, default=0.0,
                         help="a token reader's merged readings within this share of the positions the text "
                              "takes (eval.max_position_share; 0: none)")
-    parser.add_argument("--leave-out", nargs="*", default=["label", "end_mark", "predictable"],
+    parser.add_argument("--leave-out", nargs="*",
                         help="within --max-position-share, what the receiver leaves out before it merges "
-                             "(eval.leave_out; none: merge only)")
+                             "(eval.leave_out; default: its default; the flag alone: merge only)")
     parser.add_argument("--codings", nargs="+", default=["utf8", "zstd", "ids", "unigram", "bigram"],
                         help="text codings costed (a run folder resumes only with the codings it started with)")
     parser.add_argument("--receivers", help="receivers= override (default: both)")

@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
-from latentwire.adapters.position_budget import LEAVE_OUTS
+from latentwire.adapters.position_budget import DEFAULT_RULES, LEAVE_OUTS
 from latentwire.errors import ConfigError
 from latentwire.train.tasks import TASKS, aux_task_problems
 from latentwire.wire.codings import CODING_NAMES
@@ -113,7 +113,7 @@ class EvalConfig:
     still over (rules without `predictable`), in balanced groups of k or more tokens (at most 4, each by the
     reader's merge for its size).
     0: no budget (ceil(T / k) positions)."""
-    leave_out: list[str] = field(default_factory=lambda: ["label", "end_mark", "predictable"])
+    leave_out: list[str] = field(default_factory=lambda: list(DEFAULT_RULES))
     """Within eval.max_position_share, what the receiver leaves out of the packet's tokens before it merges groups
     of k + 1, in this order and only while the reading is over the budget (latentwire.adapters.position_budget:
     label: the context label every context packet begins with; end_mark: the closing sentence mark;

@@ -649,8 +649,8 @@ def test_a_reader_that_merges_from_a_layer_trains_so_and_its_rows_read_so(tmp_pa
 
 def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pair, table):
     """eval.max_position_share: a merged reading whose ceil(T / k) positions exceed the share of the positions
-    its text takes in the receiver's text prompt takes that many positions instead (groups of k and k + 1, layer states pooled over
-    the same groups); one that fits reads as without the budget; k = 1 is never merged."""
+    its text takes in the receiver's text prompt takes that many positions instead (groups of k and k + 1, layer
+    states pooled over the same groups); one that fits reads as without the budget; k = 1 is never merged."""
     from latentwire.adapters.layer_merge import context_layer_states, states_after
     from latentwire.adapters.token_merge import balanced_layout
     from latentwire.config import load_config

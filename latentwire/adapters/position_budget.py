@@ -73,6 +73,8 @@ LEAVE_OUTS: dict[str, Callable[[list[int], ReadingAids], list[list[int]]]] = {
     "predictable": predictable_groups,
 }
 """name -> rule(ids [T], aids) -> index groups the receiver may leave out, the first to go first."""
+DEFAULT_RULES = ("label", "end_mark", "predictable")
+"""eval.leave_out's default: every rule, in this order (no reading is left over for the merge)."""
 
 
 def kept_indices(ids: list[int], k: int, positions: int, rules: list[str], aids: ReadingAids) -> list[int]:

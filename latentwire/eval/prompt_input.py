@@ -7,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from latentwire.adapters.position_budget import DEFAULT_RULES
 from latentwire.llm.loader import Receiver
 from latentwire.prompt import PromptBuilder
 
@@ -75,7 +76,7 @@ class MethodContext:
     salient_run_k: int = 4           # latent_salient: tokens a position of the runs between salient tokens
     merge_layer: int = 8             # latent_deep: the decoder layer from which positions read pooled states
     max_position_share: float = 0.0  # merged token readings: at most this share of the text's positions
-    leave_out: tuple[str, ...] = ("label", "end_mark", "predictable")   # ... leaving these out first
+    leave_out: tuple[str, ...] = DEFAULT_RULES  # ... leaving these out first (eval.leave_out)
 
     @property
     def features(self):
