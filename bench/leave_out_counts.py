@@ -13,10 +13,12 @@ import argparse
 import collections
 import json
 import math
+import sys
 from pathlib import Path
 
 from latentwire.adapters.position_budget import ReadingAids, kept_indices
 from latentwire.data.loaders import load_examples
+from latentwire.errors import USER_ERRORS
 from latentwire.prompt import CONTEXT_LABEL, PromptBuilder, split_content
 from latentwire.provenance import code_commit
 from latentwire.sentences import SCORERS, select_sentences
@@ -31,7 +33,13 @@ def main() -> None:
     parser.add_argument("--share", type=float, default=0.5)
     parser.add_argument("--results", help="write the rows to this JSON file")
     args = parser.parse_args()
-    system = LatentWire.from_pretrained(args.checkpoint)
+    if args.k < 1 or not 0 < args.share <= 1:
+        parser.error(f"--k must be >= 1 and --share in (0, 1], got {args.k} and {args.share}")
+    try:
+        system = LatentWire.from_pretrained(args.checkpoint)
+    except USER_ERRORS as error:      # a missing or corrupt checkpoint: one line, exit 2
+        print(f"leave_out_counts.py: {error}", file=sys.stderr)
+        sys.exit(2)
     config, wire = system.config, system.encoder.wire
     examples, _ = load_examples(config.data.source, config.data.path, "validation", args.n, config.data.seed,
                                 config.data.max_context_chars)

@@ -42,3 +42,16 @@ def test_an_unknown_rule_is_a_config_error_naming_the_field():
     with pytest.raises(ConfigError, match=r"eval.leave_out must list rules among label, end_mark, predictable"):
         load_config(None, ["eval.leave_out=[label,nothing]"])
     assert load_config(None, []).eval.leave_out == ["label", "end_mark", "predictable"]
+
+
+def test_the_counting_driver_refuses_a_missing_checkpoint_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    driver = Path(__file__).parents[1] / "bench" / "leave_out_counts.py"
+    done = subprocess.run([sys.executable, str(driver), "--checkpoint", str(tmp_path / "none")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"leave_out_counts.py: no checkpoint in {tmp_path / 'none'}"]
