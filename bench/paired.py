@@ -1,11 +1,13 @@
 """Paired F1 difference of two rows over the questions both answered, per receiver, with a bootstrap 95%
-interval (latentwire.eval.analysis.paired_difference); the rows may come from two runs.
+interval, and the ratio of their mean F1 with its interval from the same resamples
+(latentwire.eval.analysis.paired_difference); the rows may come from two runs.
 
     python bench/paired.py runs/reader-curve-k2_L8/step-000100/predictions.jsonl:latent_k:2 \
         runs/reader-curve-k2/step-000100/predictions.jsonl:latent_k:2 --results bench/results/paired.json
 
 A row is FILE:METHOD[:K] (K: the row's k, for token readers). Prints a table; with --results, adds the
-comparison to that JSON file (a list, kept across calls).
+comparison to that JSON file (a list, kept across calls). With --bar R (a ratio bar such as 0.9), also the share
+of resamples whose ratio a / b falls below R.
 """
 from __future__ import annotations
 
@@ -34,18 +36,34 @@ def row_predictions(spec: str, label: str) -> list[dict]:
     return [{**r, "method": label} for r in records if r["method"] == method and r.get("k") == want]
 
 
+def ratio_text(d: dict) -> str:
+    """The ratio a / b, its interval and the share of resamples below the bar, as far as they are defined."""
+    if d["ratio"] is None:
+        return "a / b undefined (b's F1 is 0)"
+    text = f"a / b = {d['ratio']:.3f}"
+    if d["ratio_ci95"] is not None:
+        text += f"  95% {d['ratio_ci95'][0]:.3f} to {d['ratio_ci95'][1]:.3f}"
+    if "below_bar" in d:
+        text += f"  below the bar in {100 * d['below_bar']:.1f}% of resamples"
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("a", help="FILE:METHOD[:K], the row whose F1 comes first")
     parser.add_argument("b", help="FILE:METHOD[:K], the row subtracted")
     parser.add_argument("--results", help="a JSON file to add this comparison to")
+    parser.add_argument("--bar", type=float, help="a bar on the ratio a / b: report the resamples below it")
     args = parser.parse_args()
+    if args.bar is not None and not args.bar > 0:
+        fail(f"--bar must be a ratio above 0, got {args.bar}")
     a, b = row_predictions(args.a, "a"), row_predictions(args.b, "b")
     if not a or not b:
         fail(f"no predictions for {args.a if not a else args.b}")
-    out = paired_difference(a + b, "a", "b")
+    out = paired_difference(a + b, "a", "b", bar=args.bar)
     for receiver, d in out.items():
-        print(f"{receiver:8s} n={d['n']:4d}  a - b = {d['mean']:+.3f}  95% {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f}")
+        print(f"{receiver:8s} n={d['n']:4d}  a - b = {d['mean']:+.3f}  95% {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f}"
+              f"  {ratio_text(d)}")
     if args.results:
         path = Path(args.results)
         done = json.loads(path.read_text()) if path.is_file() else []

@@ -125,6 +125,29 @@ def test_bootstrap_resamples_the_differences_with_a_fresh_generator_per_receiver
     assert out["r"]["ci95"] == out["s"]["ci95"] == [means[5], means[194]]
 
 
+def test_the_ratio_of_means_and_its_interval_come_from_the_same_resamples():
+    pairs = [(0.5, 1.0), (1.0, 1.0), (0.0, 0.5), (0.75, 0.5)]        # means 0.5625 / 0.75
+    predictions = [{"receiver": "r", "method": m, "id": i, "f1": f}
+                   for i, (a, b) in enumerate(pairs) for m, f in (("latent", a), ("context_budget", b))]
+    d = paired_difference(predictions, draws=300, bar=0.7)["r"]
+    assert d["ratio"] == pytest.approx(0.75)
+    rng, ratios = random.Random(0), []
+    for _ in range(300):
+        sample = rng.choices(range(len(pairs)), k=len(pairs))
+        ratios.append(sum(pairs[i][0] for i in sample) / sum(pairs[i][1] for i in sample))
+    ratios.sort()
+    assert d["ratio_ci95"] == pytest.approx([ratios[7], ratios[291]])
+    assert d["below_bar"] == pytest.approx(sum(r < 0.7 for r in ratios) / 300)
+    assert "below_bar" not in paired_difference(predictions, draws=300)["r"]
+
+
+def test_the_ratio_is_undefined_where_the_baseline_never_scores():
+    predictions = [{"receiver": "r", "method": m, "id": i, "f1": f}
+                   for i in range(3) for m, f in (("latent", 1.0), ("context_budget", 0.0))]
+    d = paired_difference(predictions, draws=50, bar=0.9)["r"]
+    assert d["ratio"] is None and d["ratio_ci95"] is None and "below_bar" not in d
+
+
 def test_the_paired_driver_compares_rows_of_two_runs_by_method_and_k(tmp_path):
     import json
     import subprocess
@@ -144,3 +167,9 @@ def test_the_paired_driver_compares_rows_of_two_runs_by_method_and_k(tmp_path):
     bad = subprocess.run([sys.executable, driver, f"{one}:latent_k:3", f"{two}:latent_k:2"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "no predictions" in bad.stderr
+    barred = subprocess.run([sys.executable, driver, f"{one}:latent_k:2", f"{two}:latent_k:4", "--bar", "0.9"],
+                            capture_output=True, text=True)
+    assert barred.returncode == 0 and "a / b = 0.667" in barred.stdout and "below the bar in " in barred.stdout
+    refused = subprocess.run([sys.executable, driver, f"{one}:latent_k:2", f"{two}:latent_k:4", "--bar", "0"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.strip() == "paired.py: --bar must be a ratio above 0, got 0.0"

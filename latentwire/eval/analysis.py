@@ -49,11 +49,12 @@ def region_f1(predictions: list[dict], regions: dict[tuple[str, str], str]) -> d
 
 
 def paired_difference(predictions: list[dict], method: str = "latent", baseline: str = "context_budget",
-                      draws: int = 2000, seed: int = 0) -> dict[str, dict]:
+                      draws: int = 2000, seed: int = 0, bar: float | None = None) -> dict[str, dict]:
     """Per receiver, `method` F1 minus `baseline` F1 over the questions both answered: {"n", "mean", "se"
     (standard error of the mean), "ci95" (paired bootstrap 95% interval: `draws` resamples of the
-    differences, a generator seeded with `seed` per receiver)}. Receivers with fewer than two paired
-    questions are left out."""
+    questions, a generator seeded with `seed` per receiver), "ratio" (`method`'s mean F1 over `baseline`'s,
+    None where the baseline's is 0) and "ratio_ci95" (the same resamples)}; given `bar`, also "below_bar": the
+    share of resamples whose ratio falls below it. Receivers with fewer than two paired questions are left out."""
     out = {}
     for receiver in sorted({p["receiver"] for p in predictions}):
         by_method: dict[str, dict] = {}
@@ -61,12 +62,35 @@ def paired_difference(predictions: list[dict], method: str = "latent", baseline:
             if p["receiver"] == receiver:
                 by_method.setdefault(p["method"], {})[p["id"]] = p["f1"]
         ours, theirs = by_method.get(method, {}), by_method.get(baseline, {})
-        diffs = [ours[i] - theirs[i] for i in ours if i in theirs]
-        if len(diffs) < 2:
+        pairs = [(ours[i], theirs[i]) for i in ours if i in theirs]
+        if len(pairs) < 2:
             continue
-        rng = random.Random(seed)
-        means = sorted(statistics.fmean(rng.choices(diffs, k=len(diffs))) for _ in range(draws))
-        out[receiver] = {"n": len(diffs), "mean": statistics.fmean(diffs),
-                         "se": statistics.stdev(diffs) / len(diffs) ** 0.5,
-                         "ci95": [means[int(0.025 * draws)], means[int(0.975 * draws) - 1]]}
+        out[receiver] = _paired_summary(pairs, random.Random(seed), draws, bar)
     return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _paired_summary(pairs: list[tuple[float, float]], rng: random.Random, draws: int,
+                    bar: float | None) -> dict:
+    """(F1 of the method, F1 of the baseline) per question -> paired_difference's entry for one receiver."""
+    n = len(pairs)
+    diffs = [a - b for a, b in pairs]
+    deltas, ratios = [], []
+    for _ in range(draws):
+        sample = rng.choices(range(n), k=n)
+        deltas.append(statistics.fmean(diffs[i] for i in sample))
+        ratios.append(_ratio(sum(pairs[i][0] for i in sample), sum(pairs[i][1] for i in sample)))
+    deltas.sort()
+    low, high = int(0.025 * draws), int(0.975 * draws) - 1
+    entry = {"n": n, "mean": statistics.fmean(diffs), "se": statistics.stdev(diffs) / n ** 0.5,
+             "ci95": [deltas[low], deltas[high]],
+             "ratio": _ratio(sum(a for a, _ in pairs), sum(b for _, b in pairs)), "ratio_ci95": None}
+    if None not in ratios:
+        ratios.sort()
+        entry["ratio_ci95"] = [ratios[low], ratios[high]]
+        if bar is not None:
+            entry["below_bar"] = sum(r < bar for r in ratios) / draws
+    return entry
