@@ -269,7 +269,8 @@ class LossConfig:
     for a reader specialised at one k while every merge of encoder.ks is kept); empty = encoder.ks."""
     aux_objective: str = ""
     """A second task of TASKS trained on a share of the steps beside `objective` (e.g. reconstruction kept
-    during QA, so that what it taught the reader is not unlearned); "" = none."""
+    during QA, so that what it taught the reader is not unlearned, or qa_selected, the question-aware reading
+    of latent_selected); "" = none."""
     aux_share: float = 0.0
     """The share of optimizer steps on aux_objective, drawn per step from train.seed; in (0, 1) with it."""
     aux_ks: list[int] = field(default_factory=list)

@@ -50,7 +50,7 @@ def minilm_model():
     """all-MiniLM-L6-v2 as a sentence-transformers model, from its offline package, on the CPU."""
     from sentence_transformers import SentenceTransformer
 
-    from latentwire.encoders.source_encoders import minilm_path
+    from latentwire.llm.offline import minilm_path
 
     return SentenceTransformer(minilm_path(), device="cpu")
 

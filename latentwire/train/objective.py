@@ -41,7 +41,7 @@ def self_teacher(system: LatentWire, items: list[TrainItem], targets: dict, afte
     loss.self_states_weight: {receiver: {"own": answer logits [B, K, V], and with `states` "states": (hidden
     states after the latent [L, B, S, d], their mask [B, S])}}; {} when this step already reads at k = 1,
     carries no tokens or is not QA (a span task's teacher at k = 1 would copy its own span)."""
-    if not system.encoder.carries_tokens or system.k == 1 or system.task.name != "qa":
+    if not system.encoder.carries_tokens or system.k == 1 or not system.task.answers_questions:
         return {}
     was = system.k, system.focus
     system.k, system.focus = 1, False

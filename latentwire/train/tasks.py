@@ -1,6 +1,8 @@
 """Training tasks, one registry: what the latent is made from and what a receiver must produce from it.
 
     qa              latent of question + context (or the context alone), target = the answer's first K tokens
+    qa_selected     latent of the sentences a question-aware sender selects (latent_selected's packet), target =
+                    the answer; questions whose answer is not in them are skipped
     reconstruction  latent of a span of the context, target = the same span (ICAE's pretraining)
     continuation    latent of a span, target = the span that follows it
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from latentwire.data.examples import LoadReport, QAExample
 from latentwire.errors import AlignmentError
+from latentwire.sentences import SCORERS, select_sentences
 from latentwire.train.features import TrainItem, build_items
 
 if TYPE_CHECKING:   # config -> this registry: the config is only read here
@@ -27,6 +30,7 @@ class Task:
     """One training task; subclasses set `name` and override what differs."""
 
     name = ""
+    answers_questions = False   # the target is an answer to a question (a self-teacher at k = 1 can read it)
 
     def problems(self, config: Config) -> list[str]:
         """Why `config` cannot run this task (checked when the config is read)."""
@@ -53,7 +57,7 @@ class Task:
 class QATask(Task):
     """Latent of the prompt (or the context alone), target = the answer, optional KD from the text teacher."""
 
-    name = "qa"
+    name, answers_questions = "qa", True
 
     def text_after(self, system, example: QAExample) -> str:
         return system.text_after(example.question, example.context)   # the question, context-only mode
@@ -64,6 +68,29 @@ class QATask(Task):
                 alone.enter_context(system.features.plain(name))
             return build_items(examples, system.training_features, system.receivers, system.builders, config.loss,
                                progress=progress)
+
+
+class SelectedQATask(QATask):
+    """Question-aware QA, the reading of the latent_selected rows: the latent of the encoder.focus sentences (at
+    least one) that encoder.focus_scorer ranks highest for the question, target = the answer. A question whose
+    answer is not in those sentences is skipped: the latent holds nothing to answer it from."""
+
+    name = "qa_selected"
+
+    def build_items(self, examples, system, config, progress=True):
+        scorer = SCORERS[config.encoder.focus_scorer]()
+        report, kept = LoadReport(), []
+        for example in examples:
+            chosen = select_sentences(example.question, example.context, max(1, config.encoder.focus), scorer)
+            answers = tuple(a for a in example.answers if a in chosen)
+            if not answers:
+                report.skip("answer not in the selected sentences", example.id)
+                continue
+            kept.append(replace(example, context=chosen, answers=answers))
+        items, built = super().build_items(kept, system, config, progress)
+        built.skipped.update(report.skipped)
+        built.examples_of_skips = (report.examples_of_skips + built.examples_of_skips)[:20]
+        return items, built
 
 
 class SpanTask(Task):
@@ -130,7 +157,8 @@ class ContinuationTask(SpanTask):
         return decode(ids[:span_tokens]), decode(ids[span_tokens:2 * span_tokens])
 
 
-TASKS: dict[str, Task] = {task.name: task for task in (QATask(), ReconstructionTask(), ContinuationTask())}
+TASKS: dict[str, Task] = {task.name: task for task in (QATask(), SelectedQATask(), ReconstructionTask(),
+                                                        ContinuationTask())}
 
 
 def aux_task_problems(config: Config) -> list[str]:
