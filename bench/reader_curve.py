@@ -1,8 +1,11 @@
 """Validation F1 of a token reader against its training steps (issue 18): every saved checkpoint of a run,
-read at each k uniformly and at two resolutions, on the first --n validation questions, context-only.
+read at each k uniformly and at two resolutions, on the first --n validation questions, context-only (or in
+--regime question_aware, e.g. --methods latent_selected --set eval.max_position_share=0.5).
 
     python bench/reader_curve.py --run runs/token_reader --config configs/token_reader.yaml --n 100 --every 100 \
         --init runs/token_reader_cont      # its newest checkpoint is step 0: stage 1's weights, before any QA
+    python bench/reader_curve.py --run runs/token_reader_k2_L8 --every 25 --ks 2 --methods latent_k \
+        --init bench/state/token_reader_k2_L8 --init-step 100   # a run continued from an exported state
     python bench/reader_curve.py --report          # table, JSON and plot from what has run
 
 Each checkpoint is one `latentwire eval` run into runs/reader-curve/step-<N>/ (resumable: a killed run
@@ -18,7 +21,10 @@ import argparse
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
+
+from latentwire.errors import USER_ERRORS
 
 HERE = Path(__file__).parent
 RUNS = HERE.parent / "runs" / "reader-curve"
@@ -65,9 +71,9 @@ def evaluate_step(args, step: int, checkpoint: Path | None, methods: list[str], 
     from latentwire.eval.harness import evaluate
 
     out = step_folder(Path(args.runs), step, checkpoint) if checkpoint else Path(args.runs) / "text"
-    overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", "eval.regime=context_only",
+    overrides = [f"data.n={args.n}", f"eval.methods=[{','.join(methods)}]", f"eval.regime={args.regime}",
                  f"eval.ks=[{','.join(map(str, args.ks))}]", "eval.joint=false", "eval.shuffle_test=false",
-                 "eval.shuffled_f1=false", f"checkpoint={checkpoint or ''}", f"eval.out_dir={out}"]
+                 "eval.shuffled_f1=false", *args.set, f"checkpoint={checkpoint or ''}", f"eval.out_dir={out}"]
     evaluate(load_config(args.config, overrides), receivers=receivers, progress=True)
 
 
@@ -127,23 +133,37 @@ def main() -> None:
     parser.add_argument("--config", default="configs/token_reader.yaml")
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--init", help="the run (or checkpoint, or exported state) the run started from "
-                        "(train.init_from): step 0")
+                        "(train.init_from): step 0, or --init-step")
+    parser.add_argument("--init-step", type=int, default=0, help="the step --init's weights count as (a run "
+                        "continued with train.continue_from from an exported state: that state's step)")
     parser.add_argument("--every", type=int, default=100, help="evaluate the checkpoints at multiples of this step")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--methods", nargs="+", default=["latent_k", "latent_focus"])
+    parser.add_argument("--regime", default="context_only", choices=["context_only", "question_aware"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more config overrides for every evaluation (e.g. eval.max_position_share=0.5)")
     parser.add_argument("--runs", default=str(RUNS))
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
     args = parser.parse_args()
     if not args.report:
-        receivers: dict = {}
-        evaluate_step(args, 0, None, ["text"], receivers)
-        start = newest_checkpoint(Path(args.init)) if args.init else None
-        if start is not None:
-            evaluate_step(args, 0, start, args.methods, receivers)
-        for step, path in checkpoints(Path(args.run), args.every):
-            evaluate_step(args, step, path, args.methods, receivers)
+        try:
+            run_curve(args)
+        except USER_ERRORS as error:          # a bad --set, a missing or corrupt checkpoint: one line, exit 2
+            print(f"reader_curve.py: {error}", file=sys.stderr)
+            sys.exit(2)
     report(collect(Path(args.runs)), Path(args.results))
+
+
+def run_curve(args) -> None:
+    """The text reference, --init's weights and every selected checkpoint of --run, each evaluated once."""
+    receivers: dict = {}
+    evaluate_step(args, 0, None, ["text"], receivers)
+    start = newest_checkpoint(Path(args.init)) if args.init else None
+    if start is not None:
+        evaluate_step(args, args.init_step, start, args.methods, receivers)
+    for step, path in checkpoints(Path(args.run), args.every):
+        evaluate_step(args, step, path, args.methods, receivers)
 
 
 if __name__ == "__main__":

@@ -318,6 +318,15 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     assert driver.step_folder(tmp_path / "curve", 100, checkpoint) == tmp_path / "curve" / "step-000100"
     assert not (tmp_path / "curve" / "step-000100" / "rows.jsonl").exists()   # the old rows are not reused
     assert driver.step_folder(tmp_path / "curve", 100, checkpoint).is_dir()      # the same weights: kept
+    import subprocess
+    import sys
+    bad = subprocess.run([sys.executable, Path(__file__).parents[1] / "bench" / "reader_curve.py", "--run",
+                          tmp_path / "run", "--runs", tmp_path / "bad", "--results", tmp_path / "bad-results",
+                          "--regime", "question_aware", "--set", "eval.max_position_share=2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert bad.stderr.startswith("reader_curve.py: ") and "max_position_share" in bad.stderr
+    assert not (tmp_path / "bad-results").exists()                               # nothing reported
     assert len(list((tmp_path / "curve").glob("stale-000100-*"))) == 1
     (checkpoint / "model.safetensors").write_bytes(b"newer weights")          # the run trained again
     driver.step_folder(tmp_path / "curve", 100, checkpoint)
