@@ -9,7 +9,8 @@ read at each k uniformly and at two resolutions, on the first --n validation que
     python bench/reader_curve.py --report          # table, JSON and plot from what has run
 
 Each checkpoint is one `latentwire eval` run into runs/reader-curve/step-<N>/ (resumable: a killed run
-continues with the checkpoints and rows not done); `text` is evaluated once beside them as the reference.
+continues with the checkpoints and rows not done); `text` is evaluated once beside them as the reference
+(--no-text: not, where it was measured elsewhere).
 A step folder remembers the sha256 of the weights it read (weights.sha256): rows of other (or unrecorded)
 weights at the same step (a run trained again) are moved to stale-<step>-<sha>/ and left out of the report.
 Rows to bench/results/reader_curve.json, the plot to bench/results/reader_curve.png (F1 against step, one
@@ -144,6 +145,7 @@ def main() -> None:
                         help="more config overrides for every evaluation (e.g. eval.max_position_share=0.5)")
     parser.add_argument("--runs", default=str(RUNS))
     parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--no-text", action="store_true", help="leave out the text reference (measured elsewhere)")
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
     args = parser.parse_args()
     if not args.report:
@@ -158,7 +160,8 @@ def main() -> None:
 def run_curve(args) -> None:
     """The text reference, --init's weights and every selected checkpoint of --run, each evaluated once."""
     receivers: dict = {}
-    evaluate_step(args, 0, None, ["text"], receivers)
+    if not args.no_text:
+        evaluate_step(args, 0, None, ["text"], receivers)
     start = newest_checkpoint(Path(args.init)) if args.init else None
     if start is not None:
         evaluate_step(args, args.init_step, start, args.methods, receivers)
