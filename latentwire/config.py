@@ -414,14 +414,17 @@ class ServeConfig:
     required by /v1/answer); empty: packets are not authenticated."""
 
 
+DEFAULT_RECEIVER_NAMES = {"smollm2-135m": "smollm2", "qwen2.5-coder-0.5b": "qwen"}
+"""The default receivers, model -> name (the name their trained readers are saved under); a receiver given
+on the command line by one of these models takes its name."""
+
+
 @dataclass
 class Config:
     """Everything a run needs."""
 
     receivers: list[ReceiverConfig] = field(default_factory=lambda: [
-        ReceiverConfig(name="smollm2", model="smollm2-135m"),
-        ReceiverConfig(name="qwen", model="qwen2.5-coder-0.5b"),
-    ])
+        ReceiverConfig(name=name, model=model) for model, name in DEFAULT_RECEIVER_NAMES.items()])
     data: DataConfig = field(default_factory=DataConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -638,7 +641,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Turn a YAML/CLI value into the field's declared type, or raise ConfigError."""
     origin = get_origin(hint)
     if hint is ReceiverConfig and isinstance(value, str):  # receivers=smollm2-135m,qwen2.5-coder-0.5b
-        value = {"name": value.split("/")[-1].split("-")[0].lower(), "model": value}
+        value = {"name": DEFAULT_RECEIVER_NAMES.get(value, value.split("/")[-1].split("-")[0].lower()),
+                 "model": value}
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")

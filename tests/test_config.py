@@ -20,6 +20,9 @@ def test_file_then_overrides(tmp_path):
 def test_receivers_shortcut_replaces_list():
     config = load_config(None, ["receivers=smollm2-135m"])
     assert [(r.name, r.model) for r in config.receivers] == [("smollm2", "smollm2-135m")]
+    qwen = load_config(None, ["receivers=qwen2.5-coder-0.5b"]).receivers       # the default's name, as trained
+    assert [(r.name, r.model) for r in qwen] == [("qwen", "qwen2.5-coder-0.5b")]
+    assert load_config(None, ["receivers=org/Other-1B"]).receivers[0].name == "other"
 
 
 @pytest.mark.parametrize("override, message", [

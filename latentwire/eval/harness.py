@@ -15,6 +15,7 @@ from tqdm import tqdm
 from latentwire.config import Config
 from latentwire.data.examples import QAExample
 from latentwire.data.loaders import iter_batches, load_examples
+from latentwire.errors import ConfigError
 from latentwire.eval.generation import generate_and_score
 from latentwire.eval.joint import joint_row
 from latentwire.eval.methods import METHODS, SETTINGS, MethodContext, PromptInput
@@ -208,6 +209,10 @@ def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     if not (config.checkpoint or any(METHODS[m].trained for m, _ in grid)):
         return None
     system = load_trained(config.checkpoint, receivers)
+    unread = [spec.name for spec in config.receivers if spec.name not in system.receiver_names]
+    if unread:
+        raise ConfigError(f"receivers: {config.checkpoint} has readers for {', '.join(system.receiver_names)} "
+                          f"only, not for {', '.join(unread)}")
     readers = {k for m, k in grid if METHODS[m].setting == "k"}
     if readers and not system.encoder.carries_tokens:
         raise ValueError(f"eval methods latent_k/latent_focus/latent_salient/latent_selected need a token reader; "
