@@ -79,3 +79,9 @@ def select_sentences(question: str, context: str, k: int, scorer: Callable) -> s
     scores = scorer(question, sentences)
     best = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))[:k]
     return " ".join(sentences[i] for i in sorted(best))
+
+
+def sender_choice(question: str, context: str, count: int, scorer: Callable) -> str:
+    """What a question-aware sender sends of `context`: the `count` sentences (at least one) that `scorer`
+    ranks highest for `question`, in context order (latent_selected's packet and the qa_selected task's)."""
+    return select_sentences(question, context, max(1, count), scorer)

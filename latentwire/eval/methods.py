@@ -21,7 +21,7 @@ from latentwire.eval import peer_methods
 from latentwire.eval.peer_methods import message_text_bytes, text_prompt
 from latentwire.config import REGIMES
 from latentwire.eval.prompt_input import MethodContext, PromptInput
-from latentwire.sentences import SCORERS, select_sentences
+from latentwire.sentences import SCORERS, sender_choice
 from latentwire.latent_inputs import latent_prompt_batch, latent_prompt_embeds
 from latentwire.prompt import CONTEXT_LABEL, format_content
 
@@ -133,7 +133,7 @@ def _latent_selected(example: QAExample, ctx: MethodContext) -> PromptInput:
     _require_token_reader("latent_selected", ctx)
     e = ctx.system.config.encoder
     scorer = ctx.resource(f"scorer:{e.focus_scorer}", SCORERS[e.focus_scorer])
-    chosen = lambda: select_sentences(example.question, example.context, max(1, e.focus), scorer)  # noqa: E731
+    chosen = lambda: sender_choice(example.question, example.context, e.focus, scorer)  # noqa: E731
     return _packet_prompt(example, ctx, lambda: ctx.system.encode(example.question, chosen()),
                           _budgeted(ctx, ctx.system.text_after(example.question, example.context)),
                           _layered(ctx, ctx.system.config.encoder.merge_layer))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from latentwire.data.examples import LoadReport, QAExample
 from latentwire.errors import AlignmentError
-from latentwire.sentences import SCORERS, select_sentences
+from latentwire.sentences import SCORERS, sender_choice
 from latentwire.train.features import TrainItem, build_items
 
 if TYPE_CHECKING:   # config -> this registry: the config is only read here
@@ -81,7 +81,7 @@ class SelectedQATask(QATask):
         scorer = SCORERS[config.encoder.focus_scorer]()
         report, kept = LoadReport(), []
         for example in examples:
-            chosen = select_sentences(example.question, example.context, max(1, config.encoder.focus), scorer)
+            chosen = sender_choice(example.question, example.context, config.encoder.focus, scorer)
             answers = tuple(a for a in example.answers if a in chosen)
             if not answers:
                 report.skip("answer not in the selected sentences", example.id)
