@@ -473,14 +473,21 @@ def test_question_aware_items_read_the_selected_sentence_and_skip_answers_outsid
     assert (tmp_path / "run" / "features-qa_selected" / "items.json").is_file()
 
 
-def test_a_receiver_the_checkpoint_has_no_reader_for_is_refused_before_the_run_folder(tmp_path, pair, table):
-    from latentwire.eval.harness import evaluate
+def test_a_receiver_the_checkpoint_has_no_reader_for_is_refused_before_any_model_loads(tmp_path, pair, table,
+                                                                                         monkeypatch):
+    from latentwire.eval import harness
 
     checkpoint = train(_config(tmp_path, table, "train.steps=1"), progress=False, receivers=pair)
     config = _config(tmp_path, table, f"checkpoint={checkpoint}", "eval.methods=[latent_k]", "eval.ks=[2]",
                      "receivers=[{name: c, model: x}]", f"eval.out_dir={tmp_path / 'other'}")
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model loaded before the receivers were checked")
+
+    monkeypatch.setattr(harness, "load_receiver", no_loading)
+    monkeypatch.setattr(harness, "load_trained", no_loading)
     with pytest.raises(ConfigError, match=r"has readers for a, b only, not for c"):
-        evaluate(config, progress=False, receivers={"c": pair["a"], **pair})
+        harness.evaluate(config, progress=False, receivers={})
     assert not (tmp_path / "other").exists()
 
 

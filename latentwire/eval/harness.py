@@ -31,7 +31,7 @@ from latentwire.llm.loader import Receiver, load_receiver
 from latentwire.precision import receiver_dtype, resolve_run
 from latentwire.prompt import PromptBuilder
 from latentwire.provenance import code_commit
-from latentwire.train.load import load_trained
+from latentwire.train.load import load_trained, reader_names
 
 
 
@@ -202,17 +202,21 @@ def method_grid(config: Config) -> list[tuple[str, object]]:
 
 def load_models(config: Config, grid: list, receivers: dict[str, Receiver]):
     """Every receiver of the config, loaded into `receivers` (by name) in the run's precision, and the trained
-    model on them when a latent method runs (or a checkpoint is named: it must load)."""
+    model on them when a latent method runs (or a checkpoint is named: it must load). A receiver the checkpoint
+    has no reader for is refused before any model loads."""
+    trained = bool(config.checkpoint or any(METHODS[m].trained for m, _ in grid))
+    if trained:
+        names = reader_names(config.checkpoint)
+        unread = [spec.name for spec in config.receivers if spec.name not in names]
+        if unread:
+            raise ConfigError(f"receivers: {config.checkpoint} has readers for {', '.join(names)} "
+                              f"only, not for {', '.join(unread)}")
     for spec in config.receivers:
         if spec.name not in receivers:
             receivers[spec.name] = load_receiver(spec.model, spec.name, receiver_dtype(spec, config))
-    if not (config.checkpoint or any(METHODS[m].trained for m, _ in grid)):
+    if not trained:
         return None
     system = load_trained(config.checkpoint, receivers)
-    unread = [spec.name for spec in config.receivers if spec.name not in system.receiver_names]
-    if unread:
-        raise ConfigError(f"receivers: {config.checkpoint} has readers for {', '.join(system.receiver_names)} "
-                          f"only, not for {', '.join(unread)}")
     readers = {k for m, k in grid if METHODS[m].setting == "k"}
     if readers and not system.encoder.carries_tokens:
         raise ValueError(f"eval methods latent_k/latent_focus/latent_salient/latent_selected need a token reader; "

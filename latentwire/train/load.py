@@ -5,9 +5,15 @@ from pathlib import Path
 
 from latentwire.llm.loader import Receiver
 from latentwire.system import LatentWire
-from latentwire.train.checkpoint import resolve_checkpoint
+from latentwire.train.checkpoint import read_json, resolve_checkpoint
 
-__all__ = ["load_trained", "resolve_checkpoint"]
+__all__ = ["load_trained", "resolve_checkpoint", "reader_names"]
+
+
+def reader_names(path: str | Path) -> list[str]:
+    """Names of the receivers checkpoint `path` has readers for, from its config.json alone (no model loads)."""
+    receivers = read_json(resolve_checkpoint(path) / "config.json").get("receivers") or []
+    return [spec["name"] for spec in receivers if isinstance(spec, dict) and "name" in spec]
 
 
 def load_trained(path: str | Path, receivers: dict[str, Receiver] | None = None) -> LatentWire:
