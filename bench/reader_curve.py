@@ -6,6 +6,7 @@ read at each k uniformly and at two resolutions, on the first --n validation que
         --init runs/token_reader_cont      # its newest checkpoint is step 0: stage 1's weights, before any QA
     python bench/reader_curve.py --run runs/token_reader_k2_L8 --every 25 --ks 2 --methods latent_k \
         --init bench/state/token_reader_k2_L8 --init-step 100   # a run continued from an exported state
+    python bench/reader_curve.py --run runs/token_reader_k2_L8 --steps 250 --no-text ...   # one more point
     python bench/reader_curve.py --report          # table, JSON and plot from what has run
 
 Each checkpoint is one `latentwire eval` run into runs/reader-curve/step-<N>/ (resumable: a killed run
@@ -33,10 +34,17 @@ RESULTS = HERE / "results"
 COLUMNS = ["receiver", "step", "method", "k", "n", "f1", "em", "firsttok1", "nll", "prompt_tokens", "wire_bytes"]
 
 
-def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
-    """(step, dir) of the run's saved checkpoints whose step is a multiple of `every` (and the newest)."""
+def checkpoints(run: Path, every: int, steps: list[int] | None = None) -> list[tuple[int, Path]]:
+    """(step, dir) of the run's saved checkpoints whose step is a multiple of `every` (and the newest), or,
+    with `steps`, those steps alone (ValueError naming a step the run did not save)."""
     found = sorted((int(m.group(1)), p) for p in (run / "checkpoints").glob("step-*")
                    if (m := re.fullmatch(r"step-(\d+)", p.name)))
+    if steps:
+        missing = sorted(set(steps) - {s for s, _ in found})
+        if missing:
+            raise ValueError(f"--steps {' '.join(map(str, missing))}: {run} saved no such checkpoint (it has "
+                             f"{', '.join(str(s) for s, _ in found) or 'none'})")
+        return [(s, p) for s, p in found if s in steps]
     return [(s, p) for i, (s, p) in enumerate(found) if s % every == 0 or i == len(found) - 1]
 
 
@@ -138,6 +146,8 @@ def main() -> None:
     parser.add_argument("--init-step", type=int, default=0, help="the step --init's weights count as (a run "
                         "continued with train.continue_from from an exported state: that state's step)")
     parser.add_argument("--every", type=int, default=100, help="evaluate the checkpoints at multiples of this step")
+    parser.add_argument("--steps", nargs="+", type=int, help="evaluate these saved steps of --run only "
+                        "(instead of --every)")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--methods", nargs="+", default=["latent_k", "latent_focus"])
     parser.add_argument("--regime", default="context_only", choices=["context_only", "question_aware"])
@@ -160,12 +170,13 @@ def main() -> None:
 def run_curve(args) -> None:
     """The text reference, --init's weights and every selected checkpoint of --run, each evaluated once."""
     receivers: dict = {}
+    selected = checkpoints(Path(args.run), args.every, args.steps)      # a wrong --steps fails before any run
     if not args.no_text:
         evaluate_step(args, 0, None, ["text"], receivers)
     start = newest_checkpoint(Path(args.init)) if args.init else None
     if start is not None:
         evaluate_step(args, args.init_step, start, args.methods, receivers)
-    for step, path in checkpoints(Path(args.run), args.every):
+    for step, path in selected:
         evaluate_step(args, step, path, args.methods, receivers)
 
 

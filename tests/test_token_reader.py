@@ -299,6 +299,9 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     for step in (50, 100, 150):
         (tmp_path / "run" / "checkpoints" / f"step-{step:06d}").mkdir(parents=True)
     assert [s for s, _ in driver.checkpoints(tmp_path / "run", 100)] == [100, 150]
+    assert [s for s, _ in driver.checkpoints(tmp_path / "run", 100, [50])] == [50]
+    with pytest.raises(ValueError, match=r"--steps 75: .* saved no such checkpoint \(it has 50, 100, 150\)"):
+        driver.checkpoints(tmp_path / "run", 100, [75, 100])
     assert driver.newest_checkpoint(tmp_path / "run").name == "step-000150"
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "model.safetensors").write_bytes(b"")                # an exported state is its own
