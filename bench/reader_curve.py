@@ -86,22 +86,24 @@ def evaluate_step(args, step: int, checkpoint: Path | None, methods: list[str], 
     evaluate(load_config(args.config, overrides), receivers=receivers, progress=True)
 
 
-def report(rows: list[dict], results: Path) -> None:
-    """Write <results>/reader_curve.json and reader_curve.png; print the table."""
+def report(rows: list[dict], results: Path, references: dict[str, float] | None = None, bar: float = 0.0) -> None:
+    """Write <results>/reader_curve.json and reader_curve.png; print the table. `references` (receiver -> F1,
+    measured elsewhere) are drawn as levels, with `bar` x each where a bar is given."""
     from latentwire.eval.report import plain_table
     from latentwire.precision import machine_info
 
     results.mkdir(parents=True, exist_ok=True)
     (results / "reader_curve.json").write_text(json.dumps(
-        {"machine": machine_info(), "rows": rows},
+        {"machine": machine_info(), "rows": rows, "references": references or {}, "bar": bar},
         indent=2) + "\n")
     print(plain_table(sorted(rows, key=lambda r: (r["receiver"], r["step"] or 0, r["method"], r.get("k") or 0)),
                       COLUMNS))
-    plot(rows, results / "reader_curve.png")
+    plot(rows, results / "reader_curve.png", references or {}, bar)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """F1 against step, one panel per receiver; a line per (method, k), text as a dashed level."""
+def plot(rows: list[dict], path: Path, references: dict[str, float], bar: float) -> None:
+    """F1 against step, one panel per receiver; a line per (method, k), text as a dashed level, a reference
+    (and `bar` x it) as dotted ones."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,6 +120,11 @@ def plot(rows: list[dict], path: Path) -> None:
         for r in (r for r in mine if r["method"] == "text"):
             axis.axhline(r["f1"], color="black", linestyle="--", linewidth=1, label="text")
         axis.set(title=receiver, xlabel="training step", ylabel=f"F1 (validation, n={mine[0]['n']})")
+        if receiver in references:
+            axis.axhline(references[receiver], color="grey", linestyle=":", label="reference")
+            if bar:
+                axis.axhline(bar * references[receiver], color="red", linestyle=":", label=f"{bar} x reference")
+        axis.set_ylim(0, 1.15 * max([r["f1"] for r in mine] + [references.get(receiver, 0)]))  # from zero
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     figure.tight_layout()
@@ -156,15 +163,28 @@ def main() -> None:
     parser.add_argument("--runs", default=str(RUNS))
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--no-text", action="store_true", help="leave out the text reference (measured elsewhere)")
+    parser.add_argument("--reference", nargs="*", default=[], metavar="RECEIVER=F1",
+                        help="a level to draw per receiver (measured elsewhere, e.g. the k = 1 reader)")
+    parser.add_argument("--bar", type=float, default=0.0, help="also draw this share of each --reference")
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
     args = parser.parse_args()
+    levels = references(args.reference)                      # a malformed one fails before any run
     if not args.report:
         try:
             run_curve(args)
         except USER_ERRORS as error:          # a bad --set, a missing or corrupt checkpoint: one line, exit 2
             print(f"reader_curve.py: {error}", file=sys.stderr)
             sys.exit(2)
-    report(collect(Path(args.runs)), Path(args.results))
+    report(collect(Path(args.runs)), Path(args.results), levels, args.bar)
+
+
+def references(pairs: list[str]) -> dict[str, float]:
+    """receiver -> F1 from RECEIVER=F1 words; one line and exit 2 on a malformed one."""
+    try:
+        return {name: float(value) for name, value in (pair.split("=", 1) for pair in pairs)}
+    except ValueError:
+        print(f"reader_curve.py: --reference takes RECEIVER=F1 words, got {' '.join(pairs)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_curve(args) -> None:

@@ -313,9 +313,13 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
         (tmp_path / "curve" / folder / "rows.jsonl").write_text(json.dumps(record) + "\n")
     rows = driver.collect(tmp_path / "curve")
     assert sorted((r["step"] or 0, r["f1"]) for r in rows) == [(0, 0.3), (100, 0.1), (150, 0.2)]
-    driver.report(rows, tmp_path / "results")
+    driver.report(rows, tmp_path / "results", {"a": 0.4}, 0.85)
+    assert driver.references(["a=0.4", "b=0.5"]) == {"a": 0.4, "b": 0.5}
+    with pytest.raises(SystemExit):
+        driver.references(["a:0.4"])
     assert (tmp_path / "results" / "reader_curve.png").stat().st_size > 0
-    assert len(json.loads((tmp_path / "results" / "reader_curve.json").read_text())["rows"]) == 3
+    written = json.loads((tmp_path / "results" / "reader_curve.json").read_text())
+    assert len(written["rows"]) == 3 and written["references"] == {"a": 0.4} and written["bar"] == 0.85
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000100"
     (checkpoint / "model.safetensors").write_bytes(b"other weights")    # rows of unrecorded weights
     assert driver.step_folder(tmp_path / "curve", 100, checkpoint) == tmp_path / "curve" / "step-000100"
