@@ -491,6 +491,9 @@ def test_a_receiver_the_checkpoint_has_no_reader_for_is_refused_before_any_model
     def no_loading(*args, **kwargs):
         raise AssertionError("a model loaded before the receivers were checked")
 
+    from latentwire.train.load import reader_names
+
+    assert reader_names(checkpoint) == ["a", "b"]
     monkeypatch.setattr(harness, "load_receiver", no_loading)
     monkeypatch.setattr(harness, "load_trained", no_loading)
     with pytest.raises(ConfigError, match=r"has readers for a, b only, not for c"):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from latentwire.config import config_from_dict
+from latentwire.errors import CheckpointError, ConfigError
 from latentwire.llm.loader import Receiver
 from latentwire.system import LatentWire
 from latentwire.train.checkpoint import read_json, resolve_checkpoint
@@ -11,9 +13,13 @@ __all__ = ["load_trained", "resolve_checkpoint", "reader_names"]
 
 
 def reader_names(path: str | Path) -> list[str]:
-    """Names of the receivers checkpoint `path` has readers for, from its config.json alone (no model loads)."""
-    receivers = read_json(resolve_checkpoint(path) / "config.json").get("receivers") or []
-    return [spec["name"] for spec in receivers if isinstance(spec, dict) and "name" in spec]
+    """Names of the receivers checkpoint `path` has readers for, from its config.json alone (no model loads;
+    read as from_pretrained reads it, defaults filled in)."""
+    config_file = resolve_checkpoint(path) / "config.json"
+    try:
+        return [spec.name for spec in config_from_dict(read_json(config_file)).receivers]
+    except ConfigError as error:
+        raise CheckpointError(f"{config_file}: {error}") from None
 
 
 def load_trained(path: str | Path, receivers: dict[str, Receiver] | None = None) -> LatentWire:
