@@ -499,6 +499,9 @@ def test_a_receiver_the_checkpoint_has_no_reader_for_is_refused_before_any_model
     with pytest.raises(ConfigError, match=r"has readers for a, b only, not for c"):
         harness.evaluate(config, progress=False, receivers={})
     assert not (tmp_path / "other").exists()
+    (checkpoint / "config.json").write_text('{"receivers": [{"nme": "a"}]}')          # an unknown key
+    with pytest.raises(CheckpointError, match=r"config.json: "):
+        reader_names(checkpoint)
 
 
 def test_a_token_readers_prompt_prefix_is_read_from_a_cache_under_its_lora(tmp_path, pair, table):
