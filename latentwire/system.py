@@ -22,11 +22,11 @@ from latentwire.adapters.focus import focus_marks
 from latentwire.adapters.layer_merge import batch_layer_states, check_layer, rows_of
 from latentwire.adapters.salient import salient_marks, unigram_surprisal
 from latentwire.atomic import atomic_directory
-from latentwire.config import Config, config_from_dict
+from latentwire.config import Config
 from latentwire.data.examples import MAX_FIELD_CHARS
 from latentwire.encoders import ENCODERS, build_encoder
 from latentwire.encoders.blocks import pad_features
-from latentwire.errors import CheckpointError, ConfigError
+from latentwire.errors import CheckpointError
 from latentwire.eval.generation import greedy_decode
 from latentwire.eval.prompt_input import PromptInput
 from latentwire.features import ReceiverFeatures
@@ -37,6 +37,7 @@ from latentwire.prompt import PromptBuilder, split_content
 from latentwire.shuffle_test import CONDITIONS
 from latentwire.train.checkpoint import (
     load_model_weights,
+    read_config,
     read_json,
     resolve_checkpoint,
 )
@@ -331,10 +332,7 @@ class LatentWire(nn.Module):
             raise CheckpointError("LatentWire reads safetensors only (use_safetensors=True)")
         folder = resolve_checkpoint(path)
         verify_card(folder)
-        try:
-            config = config_from_dict(read_json(folder / "config.json"))
-        except ConfigError as error:
-            raise CheckpointError(f"{folder / 'config.json'}: {error}") from None
+        config = read_config(folder)
         config.resolved_dtype = ""   # where it trained says nothing of this machine: resolve `dtype` here
         system = build_system(config, receivers)
         if receivers is not None:

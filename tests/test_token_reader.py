@@ -483,6 +483,7 @@ def test_question_aware_items_read_the_selected_sentence_and_skip_answers_outsid
 def test_a_receiver_the_checkpoint_has_no_reader_for_is_refused_before_any_model_loads(tmp_path, pair, table,
                                                                                          monkeypatch):
     from latentwire.eval import harness
+    from latentwire.train.load import reader_names
 
     checkpoint = train(_config(tmp_path, table, "train.steps=1"), progress=False, receivers=pair)
     config = _config(tmp_path, table, f"checkpoint={checkpoint}", "eval.methods=[latent_k]", "eval.ks=[2]",
@@ -490,8 +491,6 @@ def test_a_receiver_the_checkpoint_has_no_reader_for_is_refused_before_any_model
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model loaded before the receivers were checked")
-
-    from latentwire.train.load import reader_names
 
     assert reader_names(checkpoint) == ["a", "b"]
     monkeypatch.setattr(harness, "load_receiver", no_loading)

@@ -15,7 +15,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from latentwire.atomic import STAGING_PREFIX, atomic_directory
-from latentwire.errors import CheckpointError
+from latentwire.config import Config, config_from_dict
+from latentwire.errors import CheckpointError, ConfigError
 from latentwire.weights import named_path
 
 
@@ -86,6 +87,14 @@ def read_json(path: Path) -> dict:
         raise CheckpointError(f"checkpoint file missing: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"corrupt checkpoint file {path}: {str(error).splitlines()[0]}") from None
+
+
+def read_config(folder: Path) -> Config:
+    """The Config a checkpoint directory's config.json holds (defaults filled in), or CheckpointError naming it."""
+    try:
+        return config_from_dict(read_json(Path(folder) / "config.json"))
+    except ConfigError as error:
+        raise CheckpointError(f"{Path(folder) / 'config.json'}: {error}") from None
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

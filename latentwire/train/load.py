@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from latentwire.config import config_from_dict
-from latentwire.errors import CheckpointError, ConfigError
 from latentwire.llm.loader import Receiver
 from latentwire.system import LatentWire
-from latentwire.train.checkpoint import read_json, resolve_checkpoint
+from latentwire.train.checkpoint import read_config, resolve_checkpoint
 
 __all__ = ["load_trained", "resolve_checkpoint", "reader_names"]
 
@@ -15,11 +13,7 @@ __all__ = ["load_trained", "resolve_checkpoint", "reader_names"]
 def reader_names(path: str | Path) -> list[str]:
     """Names of the receivers checkpoint `path` has readers for, from its config.json alone (no model loads;
     read as from_pretrained reads it, defaults filled in)."""
-    config_file = resolve_checkpoint(path) / "config.json"
-    try:
-        return [spec.name for spec in config_from_dict(read_json(config_file)).receivers]
-    except ConfigError as error:
-        raise CheckpointError(f"{config_file}: {error}") from None
+    return [spec.name for spec in read_config(resolve_checkpoint(path)).receivers]
 
 
 def load_trained(path: str | Path, receivers: dict[str, Receiver] | None = None) -> LatentWire:
