@@ -211,6 +211,9 @@ class EncoderConfig:
     """token_ids: 0 merges a position's k tokens at the embeddings alone; L >= 1 (below the receivers' layer
     count) also gives decoder layers L and up the states of the context read a token a position through layers
     below L, pooled k to a position (latentwire.adapters.layer_merge); uniform readings only (focus_share 0)."""
+    layer_pool: str = "mean"
+    """token_ids with merge_layer >= 1: how a group's k states at layer merge_layer become one: mean, or a
+    learned merge of them (weighted, mlp or mlp_relative, as encoder.merge; it starts as the mean)."""
 
 
 @dataclass
@@ -507,9 +510,9 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     """The token reader's settings (encoder.kind=token_ids) that cannot work, or that are set for another kind."""
     if e.kind != "token_ids":
         if e.ks != [2] or e.merge != "weighted" or e.unigram or e.focus or e.coder != "unigram" or e.bigram \
-                or e.merge_layer:
-            return ["encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram, encoder.focus and "
-                    "encoder.merge_layer apply to encoder.kind=token_ids only"]
+                or e.merge_layer or e.layer_pool != "mean":
+            return ["encoder.ks, encoder.merge, encoder.unigram, encoder.coder, encoder.bigram, encoder.focus, "
+                    "encoder.merge_layer and encoder.layer_pool apply to encoder.kind=token_ids only"]
         return []
     problems = []
     if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
@@ -527,6 +530,10 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     if e.merge_layer < 0 or (e.merge_layer and e.focus and e.focus_share > 0):
         problems.append(f"encoder.merge_layer must be >= 0 (0: off) and reads uniform groupings only (with it "
                         f"set encoder.focus_share=0), got {e.merge_layer} with focus_share {e.focus_share}")
+    if e.layer_pool not in ("mean", "weighted", "mlp", "mlp_relative") or (e.layer_pool != "mean"
+                                                                            and not e.merge_layer):
+        problems.append(f"encoder.layer_pool must be mean, weighted, mlp or mlp_relative, and other than mean "
+                        f"only with encoder.merge_layer >= 1, got {e.layer_pool!r} with merge_layer {e.merge_layer}")
     if e.private_slots or any(name != "lora" for name in f.enabled()):
         problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
                         "adapters or coprocessor)")

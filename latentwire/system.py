@@ -218,8 +218,8 @@ class LatentWire(nn.Module):
 
     def layer_states(self, name: str, z, k: int | None = None, layer: int | None = None) -> torch.Tensor | None:
         """A token batch's context states at decoder layer `layer` (default encoder.merge_layer) of receiver
-        `name`, pooled k a position or over its layout's groups [B, M_r, d_model] (latentwire.adapters.layer_merge;
-        no gradient), or None where the reader merges at the embeddings alone (layer 0, k = 1, or a reading with
+        `name`, pooled k a position or over its layout's groups [B, M_r, d_model] by the reader's layer pool
+        (latentwire.adapters.layer_merge; gradient to that pool alone), or None where the reader merges at the embeddings alone (layer 0, k = 1, or a reading with
         focus marks)."""
         k, layer = k or self.k, self.config.encoder.merge_layer if layer is None else layer
         if not layer or k == 1 or not self.encoder.carries_tokens or z.focus is not None:
@@ -230,7 +230,8 @@ class LatentWire(nn.Module):
         mask = torch.ones(tokens.shape[:2], device=tokens.device) if mask is None else mask.to(tokens.device)
         prefix = receiver.embed(torch.tensor([builder.prefix_ids], device=receiver.device))[0]
         with self.features.reading(name, tokens[:, :0]):
-            return batch_layer_states(receiver.model, prefix, tokens, mask, k, layer, z.layout)
+            return batch_layer_states(receiver.model, prefix, tokens, mask, k, layer, z.layout,
+                                      self.adapters[name].reader.pool_states)
 
     def read(self, name: str, embeds: torch.Tensor, targets: torch.Tensor, after: list[list[int]],
              mask: torch.Tensor | None = None, deep: torch.Tensor | None = None, states: bool = False):

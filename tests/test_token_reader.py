@@ -713,6 +713,56 @@ def test_a_reader_that_merges_from_a_layer_trains_so_and_its_rows_read_so(tmp_pa
         METHODS["latent_focus"].build(EXAMPLES[0], ctx)
 
 
+def test_a_learned_layer_pool_starts_as_the_mean_trains_and_loads_onto_a_mean_readers_weights(tmp_path, pair,
+                                                                                               table):
+    from latentwire.adapters.token_merge import masked_mean
+    with pytest.raises(ConfigError, match="encoder.layer_pool must be mean, weighted, mlp or mlp_relative"):
+        _config(tmp_path, table, "encoder.merge_layer=1", "encoder.layer_pool=max")
+    with pytest.raises(ConfigError, match="encoder.layer_pool .* only with encoder.merge_layer >= 1"):
+        _config(tmp_path, table, "encoder.layer_pool=mlp_relative")
+    mean_run = train(_config(tmp_path / "mean", table, "encoder.merge_layer=1", "encoder.ks=[2,3]", "train.steps=2"),
+                     progress=False, receivers=pair)
+    config = _config(tmp_path / "pool", table, "encoder.merge_layer=1", "encoder.layer_pool=mlp_relative",
+                     "encoder.ks=[2,3]", "train.steps=0")
+    system = build_system(config, pair)
+    reader = system.adapters["a"].reader
+    assert sorted(reader.layer_merges) == ["2", "3"]
+    members = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [0, 0, 0]]).repeat(2, 1, 1)
+    groups = torch.randn(2, 4, 3, 8)
+    pool = type(reader)(torch.nn.Embedding(5, 8), "mlp", (2, 3), 16, "mlp_relative")
+    torch.testing.assert_close(pool.pool_states(groups, members), masked_mean(groups, members))    # at start
+    torch.nn.init.normal_(pool.layer_merges["2"].net[-1].weight)
+    moved = pool.pool_states(groups, members)
+    assert not torch.allclose(moved[:, 0], groups[:, 0, :2].mean(1))                              # a pair: learned
+    torch.testing.assert_close(moved[:, 1:], masked_mean(groups, members)[:, 1:])                  # 3 and 1: not yet
+    items, _ = task_of(config).build_items(EXAMPLES[:2], system, config, progress=False)
+    targets, _, after = batch_targets(system, items)
+    system.k = 2
+    loss = sum(out["own"].float().logsumexp(-1).mean() for out in system([i.features for i in items], targets,
+                                                                         after).values())
+    loss.backward()
+    assert reader.layer_merges["2"].net[-1].weight.grad.abs().sum() > 0       # the pool learns through the reading
+    trained = train(replace(config, train=replace(config.train, steps=2, init_from=str(mean_run),
+                                                  init_fresh=["adapters.a.reader.layer_merges",
+                                                              "adapters.b.reader.layer_merges"])),
+                    progress=False, receivers=pair)
+    assert "layer_merges" in str(LatentWire.from_pretrained(trained, dict(pair)).state_dict().keys())
+
+
+def test_a_stage_for_one_receiver_starts_from_its_reader_in_a_joint_checkpoint(tmp_path, pair, table, capsys):
+    joint = train(_config(tmp_path / "joint", table, "encoder.ks=[2]", "train.steps=2"), progress=False,
+                  receivers=pair)
+    config = _config(tmp_path / "one", table, "encoder.ks=[2]", "train.steps=0", f"train.init_from={joint}",
+                     "receivers=[{name: a, model: x}]")
+    start = LatentWire.from_pretrained(train(config, progress=False, receivers=pair), dict(pair)).state_dict()
+    assert "not reading its readers of b (not receivers of this run)" in capsys.readouterr().out
+    saved = LatentWire.from_pretrained(joint, dict(pair)).state_dict()
+    assert start and not any(".b." in key for key in start)
+    for key, value in start.items():          # a's reader and LoRA as the joint run left them
+        torch.testing.assert_close(value, saved[key])
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in start.items() if "lora_B" in k)
+
+
 def test_a_position_budget_caps_merged_readings_in_balanced_groups(tmp_path, pair, table):
     """eval.max_position_share: a merged reading whose ceil(T / k) positions exceed the share of the positions
     its text takes in the receiver's text prompt takes that many positions instead (groups of k and k + 1, layer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -63,29 +63,34 @@ def states_after(model: torch.nn.Module, embeds: torch.Tensor, layer: int) -> to
     return caught[0]
 
 
-def pooled_states(states: torch.Tensor, k: int) -> torch.Tensor:
-    """states [T, d] -> the mean of each group of k consecutive states [ceil(T / k), d] (the last group may be
-    short), the groups of a uniform token reading."""
+Pool = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""groups of states [B, M, g, d] and their members [B, M, g] -> one state a group [B, M, d]."""
+
+
+def pooled_states(states: torch.Tensor, k: int, pool: Pool = masked_mean) -> torch.Tensor:
+    """states [T, d] -> each group of k consecutive states pooled by `pool` (default their mean)
+    [ceil(T / k), d] (the last group may be short), the groups of a uniform token reading."""
     mask = torch.ones(1, states.shape[0], dtype=torch.long, device=states.device)
     groups, members = group_tokens(states[None], mask, k)
-    pooled = masked_mean(groups, members)[0]
+    pooled = pool(groups, members)[0]
     assert pooled.shape[0] == math.ceil(states.shape[0] / k)
     return pooled
 
 
 def context_layer_states(model: torch.nn.Module, prefix: torch.Tensor, context: torch.Tensor, k: int,
-                         layer: int, index: torch.Tensor | None = None) -> LayerStates:
+                         layer: int, index: torch.Tensor | None = None, pool: Pool = masked_mean) -> LayerStates:
     """The prompt prefix's embeddings [P, d] and the context's own token embeddings [T, d] (k = 1) ->
-    the context's states after `layer` decoder layers, pooled k to a position or, given `index` [M, g] (a
-    balanced_layout row), over its groups: LayerStates at start P.
+    the context's states after `layer` decoder layers (no gradient), pooled by `pool` (default their mean; a
+    reader's learned pool gets its gradient here) k to a position or, given `index` [M, g] (a balanced_layout
+    row), over its groups: LayerStates at start P.
     Run inside the receiver features' reading (LoRA on), as the reading itself is."""
     states = states_after(model, torch.cat([prefix, context.to(prefix.dtype)])[None], layer)[0]
-    states = states[prefix.shape[0]:]
+    states = states[prefix.shape[0]:].float()
     if index is None:
-        return LayerStates(layer, prefix.shape[0], pooled_states(states, k))
+        return LayerStates(layer, prefix.shape[0], pooled_states(states, k, pool))
     groups, members = gather_groups(states[None], index[None].to(states.device))
     present = members[0].sum(1) > 0
-    return LayerStates(layer, prefix.shape[0], masked_mean(groups, members)[0][present])
+    return LayerStates(layer, prefix.shape[0], pool(groups, members)[0][present])
 
 
 @contextmanager
@@ -120,18 +125,19 @@ def replacing(model: torch.nn.Module, given: list[LayerStates | None], offsets: 
 
 
 def batch_layer_states(model: torch.nn.Module, prefix: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
-                       k: int, layer: int, layout: torch.Tensor | None = None) -> torch.Tensor:
+                       k: int, layer: int, layout: torch.Tensor | None = None, pool: Pool = masked_mean
+                       ) -> torch.Tensor:
     """`context_layer_states` for a batch: prefix embeddings [P, d], each row's own token embeddings [B, T, d]
     with `mask` [B, T] (its real tokens, packed from the left) -> pooled states [B, ceil(T / k), d], each row's
     first ceil(T_b / k) real (the rest zero): the positions of a uniform reading at k; given `layout`
     [B, M, g] (balanced_layout), pooled over its groups instead [B, M, d]."""
     count = math.ceil(tokens.shape[1] / k) if layout is None else layout.shape[1]
-    out = tokens.new_zeros(tokens.shape[0], count, tokens.shape[2])
+    rows = []
     for row in range(tokens.shape[0]):
         index = None if layout is None else layout[row]
-        pooled = context_layer_states(model, prefix, tokens[row][mask[row] > 0], k, layer, index).states
-        out[row, :pooled.shape[0]] = pooled.to(out.dtype)
-    return out
+        pooled = context_layer_states(model, prefix, tokens[row][mask[row] > 0], k, layer, index, pool).states
+        rows.append(torch.cat([pooled, pooled.new_zeros(count - pooled.shape[0], pooled.shape[1])]))
+    return torch.stack(rows).to(tokens.dtype)
 
 
 def rows_of(layer: int, start: int, states: torch.Tensor, mask: torch.Tensor | None) -> list[LayerStates] | None:

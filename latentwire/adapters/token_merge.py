@@ -153,21 +153,30 @@ class RelativeMLPMerge(MLPMerge):
 MERGES: dict[str, Callable[..., nn.Module]] = {"weighted": WeightedMerge, "mlp": MLPMerge,
                                               "mlp_relative": RelativeMLPMerge}
 
+LAYER_POOLS = ("mean", *MERGES)
+"""How a reader merging from a decoder layer on pools a group's states there: their mean, or a learned merge
+(one of MERGES, starting as the mean) of the group's states."""
+
 
 class TokenMergeReader(nn.Module):
     """One receiver's reader: token ids [B, T] in its vocabulary -> its input embeddings read k to a position
     [B, M, d_model] with a position mask [B, M]; k = 1 passes the embeddings through untouched."""
 
     def __init__(self, embedding: nn.Embedding, merge: str = "weighted", ks: tuple[int, ...] = (1, 2, 3, 4),
-                 hidden: int = 128):
+                 hidden: int = 128, layer_pool: str = "mean"):
         super().__init__()
         if merge not in MERGES:
             raise ValueError(f"reader merge must be one of {sorted(MERGES)}, got {merge!r}")
+        if layer_pool not in LAYER_POOLS:
+            raise ValueError(f"reader layer pool must be one of {LAYER_POOLS}, got {layer_pool!r}")
         if not ks or any(not 1 <= k <= MAX_K for k in ks):
             raise ValueError(f"tokens a position (k) must be in 1..{MAX_K}, got {ks}")
         self.embedding = [embedding]           # the receiver's frozen table: read, never trained nor saved here
         width = embedding.weight.shape[1]
         self.merges = nn.ModuleDict({str(k): MERGES[merge](k, width, hidden) for k in sorted(set(ks)) if k > 1})
+        self.layer_merges = nn.ModuleDict({str(k): MERGES[layer_pool](k, width, hidden)
+                                           for k in sorted(set(ks)) if k > 1 and layer_pool != "mean"})
+        """Learned pools of decoder-layer states, one per k (empty for the plain mean, layer_pool = mean)."""
         self.ks = tuple(sorted(set(ks)))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int, focus: torch.Tensor | None = None,
@@ -200,6 +209,22 @@ class TokenMergeReader(nn.Module):
         target = (groups.pow(2).sum((2, 3)) / (members.sum(2) * groups.shape[-1]).clamp(min=1)).add(1e-12).sqrt()
         return merged * (target / merged.pow(2).mean(-1).add(1e-12).sqrt())[..., None]
 
+    def pool_states(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """Decoder-layer states in groups [B, M, g, d] with members [B, M, g] (packed from the left) -> one state a
+        group [B, M, d]: the members' mean, or with a learned layer pool, that pool for the group's size (which
+        starts as the mean)."""
+        out = masked_mean(groups, members)
+        if not self.layer_merges:
+            return out
+        sizes = members.sum(2)
+        for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
+            if str(size) not in self.layer_merges:
+                raise ValueError(f"this reader pools groups of {[k for k in self.ks if k > 1]} states, not {size}")
+            at = sizes == size
+            pooled = self.layer_merges[str(size)](groups[at][None, :, :size], members[at][None, :, :size])[0]
+            out = out.index_put((at,), pooled.to(out.dtype))
+        return out
+
     def _read_layout(self, embeds: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """embeds [B, T, d], index [B, M, g] -> each group merged by the merge for its size (one token: its
         embedding) [B, M, d] and the position mask [B, M]."""
@@ -222,10 +247,10 @@ class SharedTokenReader(nn.Module):
     position."""
 
     def __init__(self, receiver_ids: list[int], embedding: nn.Embedding, merge: str = "weighted",
-                 ks: tuple[int, ...] = (1, 2, 3, 4), hidden: int = 128):
+                 ks: tuple[int, ...] = (1, 2, 3, 4), hidden: int = 128, layer_pool: str = "mean"):
         super().__init__()
         self.register_buffer("to_receiver", torch.tensor(receiver_ids, dtype=torch.long), persistent=False)
-        self.reader = TokenMergeReader(embedding, merge, ks, hidden)
+        self.reader = TokenMergeReader(embedding, merge, ks, hidden, layer_pool)
 
     def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int, focus: torch.Tensor | None = None,
                 layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,7 +83,8 @@ class TokenIdEncoder(Encoder):
                               "these receivers") from None
         vocabulary = self.wire.vocabulary
         return {"receiver_ids": {name: vocabulary.receiver_ids(r.tokenizer) for name, r in receivers.items()},
-                "merge": self.config.merge, "ks": tuple(self.config.ks)}
+                "merge": self.config.merge, "ks": tuple(self.config.ks),
+                "layer_pool": self.config.layer_pool}
 
     def featurize(self, text: str) -> torch.Tensor:
         """[T, 1]: the shared ids spelling `text` exactly (as float32, exact below 2**24)."""

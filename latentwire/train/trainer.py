@@ -27,6 +27,7 @@ from latentwire.train.checkpoint import (
     latest_checkpoint,
     load_model_weights,
     load_optimizer,
+    read_config,
     read_json,
     remove_partial_writes,
     resolve_checkpoint,
@@ -177,8 +178,12 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
         return state["step"], state.get("bad_steps", 0)
     if resume is None:
         if config.train.init_from:
-            load_model_weights(system, resolve_checkpoint(config.train.init_from), config.train.init_new_lora,
-                               tuple(config.train.init_fresh))
+            start = resolve_checkpoint(config.train.init_from)
+            others = tuple(r.name for r in read_config(start).receivers if r.name not in system.receivers)
+            if others:
+                print(f"train.init_from={config.train.init_from}: not reading its readers of {', '.join(others)} "
+                      "(not receivers of this run)")
+            load_model_weights(system, start, config.train.init_new_lora, tuple(config.train.init_fresh), others)
         return 0, 0
     state = read_json(resume / "state.json")
     load_model_weights(system, resume)
