@@ -324,6 +324,10 @@ class TrainConfig:
     init_new_lora: bool = False
     """train.init_from may lack LoRA modules that this config adds (features.lora.targets grown beyond the
     loaded reader's): they start at zero, so the stage starts from the loaded reader's reading."""
+    readers: list[str] = field(default_factory=list)
+    """Names of the receivers whose readers this run trains (empty: every receiver's). The others are loaded
+    (their tokenizers shape the shared vocabulary of token packets) and keep their loaded readers, unread and
+    unchanged, e.g. [smollm2] to train one receiver's reader further at a fraction of the step time."""
     init_fresh: list[str] = field(default_factory=list)
     """Name prefixes of tensors that start from this config's initialisation, not from train.init_from (the
     file's tensors under them are not read), e.g. [adapters.] to try another encoder.merge on a trained
@@ -622,6 +626,10 @@ def value_problems(config: Config) -> list[str]:
                         "loaded reader lack LoRA modules that this config adds)")
     if config.train.init_fresh and not config.train.init_from:
         problems.append("train.init_fresh needs train.init_from (it names what a loaded stage does not start from)")
+    unknown = [name for name in config.train.readers if name not in [r.name for r in config.receivers]]
+    if unknown or len(set(config.train.readers)) < len(config.train.readers):
+        problems.append(f"train.readers must name distinct receivers of this run "
+                        f"({', '.join(r.name for r in config.receivers)}), got {config.train.readers}")
     return problems + _receiver_problems(config.receivers)
 
 

@@ -71,6 +71,8 @@ class LatentWire(nn.Module):
         self.features = ReceiverFeatures(config.features, self.receivers)
         for receiver in self.receivers.values() if enc.merge_layer else ():
             check_layer(receiver.model, enc.merge_layer, "encoder.merge_layer")
+        self.trained = config.train.readers or self.receiver_names
+        """The receivers the training forward reads (train.readers; the others' readers stay as loaded)."""
         self.k = config.encoder.ks[0]
         """Tokens a receiver position reads, for token packets (training sets it per batch)."""
         self.focus = False
@@ -190,7 +192,8 @@ class LatentWire(nn.Module):
                 bits: int | None = None, states: bool = False) -> dict[str, dict]:
         """Training forward: per-example features -> one latent Z -> each receiver's adapter -> that frozen
         receiver reading it (prefix + latent + the ids `after[name]` + answer, receiver features on) ->
-        logits [B, K, V] at the K targets `targets[name]` [B, K]: {name: {condition: logits}}; with `states`,
+        logits [B, K, V] at the K targets `targets[name]` [B, K]: {name: {condition: logits}} for each name in
+        `trained` (train.readers, default every receiver); with `states`,
         also {name: {"states": (hidden states [L, B, S, d], mask [B, S])}} of the own reading at the positions
         after the latent (latentwire.latent_inputs.answer_states).
 
@@ -200,7 +203,7 @@ class LatentWire(nn.Module):
         out, z = {}, self.latent(features, bits)
         if self.encoder.carries_tokens and not self.focus:
             z = z.uniform()
-        for name in self.receiver_names:
+        for name in self.trained:
             embeds, mask = self.receiver_inputs(name, z)
             embeds = embeds.to(self.receivers[name].device)
             deep = self.layer_states(name, z)

@@ -108,20 +108,18 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_model_weights(model: torch.nn.Module, folder: Path, new_lora: bool = False,
-                       fresh: tuple[str, ...] = (), other_readers: tuple[str, ...] = ()) -> None:
+                       fresh: tuple[str, ...] = ()) -> None:
     """Load model.safetensors into `model`, refusing missing, extra or mis-shaped tensors; with `new_lora`,
     LoRA tensors the file lacks (modules this config adds) keep their initialisation, which leaves the
     receiver unchanged; tensors whose names start with a prefix in `fresh` keep their initialisation and the
-    file's tensors under those prefixes are not read; nor are the tensors of the receivers `other_readers`
-    (those with the receiver's name as one part of their dotted name: its reader and features)."""
+    file's tensors under those prefixes are not read."""
     path = Path(folder) / "model.safetensors"
     expected = model.state_dict()
     unused = [prefix for prefix in fresh if not any(k.startswith(prefix) for k in expected)]
     if unused:
         raise CheckpointError(f"train.init_fresh prefix {unused[0]!r} names no tensor of this model "
                               f"(e.g. {next(iter(expected), '')!r})")
-    tensors = {k: v for k, v in read_tensors(path).items()
-               if not k.startswith(tuple(fresh)) and not set(k.split(".")) & set(other_readers)}
+    tensors = {k: v for k, v in read_tensors(path).items() if not k.startswith(tuple(fresh))}
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     kept = [k for k in missing if k.startswith(tuple(fresh)) or (new_lora and ("lora_A" in k or "lora_B" in k))]
     missing = [k for k in missing if k not in kept]

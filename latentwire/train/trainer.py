@@ -27,7 +27,6 @@ from latentwire.train.checkpoint import (
     latest_checkpoint,
     load_model_weights,
     load_optimizer,
-    read_config,
     read_json,
     remove_partial_writes,
     resolve_checkpoint,
@@ -154,10 +153,12 @@ def training_items(config: Config, system: LatentWire, accelerator: Accelerator,
 
 
 def make_optimizer(system: LatentWire, config: Config) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters, after freezing those under train.freeze's prefixes."""
+    """AdamW over the trainable parameters, after freezing those under train.freeze's prefixes and those of
+    receivers train.readers leaves out (a part of their dotted name is the receiver's: its reader, its LoRA)."""
     t = config.train
+    untrained = set(system.receiver_names) - set(system.trained)
     for name, p in system.named_parameters():
-        if any(name.startswith(prefix) for prefix in t.freeze):
+        if any(name.startswith(prefix) for prefix in t.freeze) or untrained & set(name.split(".")):
             p.requires_grad_(False)
     trainable = [p for p in system.parameters() if p.requires_grad]
     if not trainable:
@@ -178,12 +179,8 @@ def restore(system: LatentWire, optimizer: torch.optim.Optimizer | None, out: Pa
         return state["step"], state.get("bad_steps", 0)
     if resume is None:
         if config.train.init_from:
-            start = resolve_checkpoint(config.train.init_from)
-            others = tuple(r.name for r in read_config(start).receivers if r.name not in system.receivers)
-            if others:
-                print(f"train.init_from={config.train.init_from}: not reading its readers of {', '.join(others)} "
-                      "(not receivers of this run)")
-            load_model_weights(system, start, config.train.init_new_lora, tuple(config.train.init_fresh), others)
+            load_model_weights(system, resolve_checkpoint(config.train.init_from), config.train.init_new_lora,
+                               tuple(config.train.init_fresh))
         return 0, 0
     state = read_json(resume / "state.json")
     load_model_weights(system, resume)
