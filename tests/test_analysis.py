@@ -173,3 +173,23 @@ def test_the_paired_driver_compares_rows_of_two_runs_by_method_and_k(tmp_path):
     refused = subprocess.run([sys.executable, driver, f"{one}:latent_k:2", f"{two}:latent_k:4", "--bar", "0"],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and refused.stderr.strip() == "paired.py: --bar must be a ratio above 0, got 0.0"
+
+
+def test_the_table_driver_prints_rows_or_an_evals_metrics_and_refuses_anything_else_in_one_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    row = {"receiver": "a", "method": "latent_k", "k": 2, "n": 3, "f1": 0.25}
+    driver = Path(__file__).parents[1] / "bench" / "table.py"
+    for name, data in (("rows.json", [row]), ("metrics.json", {"rows": [row], "data": {}})):
+        (tmp_path / name).write_text(json.dumps(data))
+        out = subprocess.run([sys.executable, driver, tmp_path / name], capture_output=True, text=True)
+        assert out.returncode == 0 and "| a | latent_k | 2 | 3 |" in out.stdout and "0.250" in out.stdout
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    (tmp_path / "broken.json").write_text("{")
+    for name in ("other.json", "broken.json", "absent.json"):
+        bad = subprocess.run([sys.executable, driver, tmp_path / name], capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.startswith(f"table.py: {tmp_path / name}: ")
+        assert len(bad.stderr.strip().splitlines()) == 1

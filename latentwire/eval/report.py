@@ -19,6 +19,15 @@ COLUMNS = [("receiver", "receiver", "{}"), ("method", "method", "{}"), ("M", "M"
            ("agree_with_text", "same answer as text", "{:.3f}")]
 
 
+def result_rows(data: object) -> list[dict]:
+    """The metric rows of a results JSON: a list of rows, or an object with a "rows" list (an eval's
+    metrics.json); ValueError for anything else."""
+    rows = data.get("rows") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValueError(f"expected a list of metric rows or an object with a \"rows\" list of them")
+    return rows
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A markdown table of metric rows (missing values shown as -; columns empty in every row left out)."""
     rows = [upgrade_row(row) for row in rows]
