@@ -71,8 +71,9 @@ class LatentWire(nn.Module):
         self.features = ReceiverFeatures(config.features, self.receivers)
         for receiver in self.receivers.values() if enc.merge_layer else ():
             check_layer(receiver.model, enc.merge_layer, "encoder.merge_layer")
-        self.trained = config.train.readers or self.receiver_names
-        """The receivers the training forward reads (train.readers; the others' readers stay as loaded)."""
+        self.trained = list(self.receiver_names)
+        """The receivers the forward reads: every one, or while training, those train.readers names (the
+        trainer sets it; the others' readers stay as loaded)."""
         self.k = config.encoder.ks[0]
         """Tokens a receiver position reads, for token packets (training sets it per batch)."""
         self.focus = False
@@ -193,7 +194,7 @@ class LatentWire(nn.Module):
         """Training forward: per-example features -> one latent Z -> each receiver's adapter -> that frozen
         receiver reading it (prefix + latent + the ids `after[name]` + answer, receiver features on) ->
         logits [B, K, V] at the K targets `targets[name]` [B, K]: {name: {condition: logits}} for each name in
-        `trained` (train.readers, default every receiver); with `states`,
+        `trained` (every receiver but while training with train.readers); with `states`,
         also {name: {"states": (hidden states [L, B, S, d], mask [B, S])}} of the own reading at the positions
         after the latent (latentwire.latent_inputs.answer_states).
 

@@ -756,7 +756,9 @@ def test_a_run_may_train_some_receivers_readers_and_keep_the_others_as_loaded(tm
                   receivers=pair)
     config = _config(tmp_path / "one", table, "encoder.ks=[2]", "train.steps=2", f"train.init_from={joint}",
                      "train.readers=[a]", "train.lr=0.01")
-    after = LatentWire.from_pretrained(train(config, progress=False, receivers=pair), dict(pair)).state_dict()
+    trained = LatentWire.from_pretrained(train(config, progress=False, receivers=pair), dict(pair))
+    assert trained.trained == ["a", "b"]     # the model it wrote reads with both readers
+    after = trained.state_dict()
     before = LatentWire.from_pretrained(joint, dict(pair)).state_dict()
     assert before.keys() == after.keys()
     for key in before:               # b's reader and LoRA as loaded; a's trained on

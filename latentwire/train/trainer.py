@@ -304,6 +304,7 @@ def train(config: Config, progress: bool = True, receivers: dict[str, Receiver] 
     resolve_run(config, "cuda" if torch.cuda.is_available() else "cpu")
     accelerator = Accelerator(mixed_precision="fp16" if mixed_precision(config) == "fp16" else "no")
     system = build_system(config, receivers, accelerator.device)
+    system.trained = config.train.readers or system.receiver_names    # a loaded model reads with every reader
     main = accelerator.is_main_process
     out.mkdir(parents=True, exist_ok=True)
     if main:
