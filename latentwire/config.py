@@ -510,6 +510,10 @@ def _encoder_problems(e: EncoderConfig) -> list[str]:
     return problems
 
 
+MERGE_NAMES = ("weighted", "mlp", "mlp_relative")
+"""The token reader's merges (latentwire.adapters.token_merge.MERGES, whose keys a test holds equal to these)."""
+
+
 def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     """The token reader's settings (encoder.kind=token_ids) that cannot work, or that are set for another kind."""
     if e.kind != "token_ids":
@@ -521,7 +525,7 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     problems = []
     if not e.ks or any(not 1 <= k <= 4 for k in e.ks):
         problems.append(f"encoder.ks must list tokens a position in 1..4, got {e.ks}")
-    if e.merge not in ("weighted", "mlp", "mlp_relative"):
+    if e.merge not in MERGE_NAMES:
         problems.append(f"encoder.merge must be weighted, mlp or mlp_relative, got {e.merge!r}")
     if e.coder not in ("unigram", "bigram") or (e.bigram and e.coder != "bigram"):
         problems.append(f"encoder.coder must be unigram or bigram (encoder.bigram needs bigram), got {e.coder!r}")
@@ -534,7 +538,7 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
     if e.merge_layer < 0 or (e.merge_layer and e.focus and e.focus_share > 0):
         problems.append(f"encoder.merge_layer must be >= 0 (0: off) and reads uniform groupings only (with it "
                         f"set encoder.focus_share=0), got {e.merge_layer} with focus_share {e.focus_share}")
-    if e.layer_pool not in ("mean", "weighted", "mlp", "mlp_relative") or (e.layer_pool != "mean"
+    if e.layer_pool not in ("mean", *MERGE_NAMES) or (e.layer_pool != "mean"
                                                                             and not e.merge_layer):
         problems.append(f"encoder.layer_pool must be mean, weighted, mlp or mlp_relative, and other than mean "
                         f"only with encoder.merge_layer >= 1, got {e.layer_pool!r} with merge_layer {e.merge_layer}")

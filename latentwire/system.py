@@ -223,8 +223,8 @@ class LatentWire(nn.Module):
     def layer_states(self, name: str, z, k: int | None = None, layer: int | None = None) -> torch.Tensor | None:
         """A token batch's context states at decoder layer `layer` (default encoder.merge_layer) of receiver
         `name`, pooled k a position or over its layout's groups [B, M_r, d_model] by the reader's layer pool
-        (latentwire.adapters.layer_merge; gradient to that pool alone), or None where the reader merges at the embeddings alone (layer 0, k = 1, or a reading with
-        focus marks)."""
+        (latentwire.adapters.layer_merge; gradient to that pool alone), or None where the reader merges at the
+        embeddings alone (layer 0, k = 1, or a reading with focus marks)."""
         k, layer = k or self.k, self.config.encoder.merge_layer if layer is None else layer
         if not layer or k == 1 or not self.encoder.carries_tokens or z.focus is not None:
             return None

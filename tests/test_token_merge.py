@@ -159,3 +159,9 @@ def test_a_layout_reads_each_group_with_the_merge_for_its_size(table, merge):
     torch.testing.assert_close(single[0], table(ids[0]))
     with pytest.raises(ValueError, match="groups of \\[2, 3\\] tokens, a layout asks for 4"):
         reader(ids[:1, :4], mask[:1, :4], 2, layout=balanced_layout([4], [1]))
+
+
+def test_the_config_checks_the_merges_the_reader_has():
+    from latentwire.adapters.token_merge import LAYER_POOLS
+    from latentwire.config import MERGE_NAMES
+    assert tuple(MERGES) == MERGE_NAMES and LAYER_POOLS == ("mean", *MERGE_NAMES)

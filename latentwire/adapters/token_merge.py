@@ -213,32 +213,36 @@ class TokenMergeReader(nn.Module):
         """Decoder-layer states in groups [B, M, g, d] with members [B, M, g] (packed from the left) -> one state a
         group [B, M, d]: the members' mean, or with a learned layer pool, that pool for the group's size (which
         starts as the mean)."""
-        out = masked_mean(groups, members)
         if not self.layer_merges:
-            return out
-        sizes = members.sum(2)
-        for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
-            if str(size) not in self.layer_merges:
-                raise ValueError(f"this reader pools groups of {[k for k in self.ks if k > 1]} states, not {size}")
-            at = sizes == size
-            pooled = self.layer_merges[str(size)](groups[at][None, :, :size], members[at][None, :, :size])[0]
-            out = out.index_put((at,), pooled.to(out.dtype))
-        return out
+            return masked_mean(groups, members)
+        return _by_size(groups, members, lambda size, g, m: self.layer_merges[str(size)](g, m),
+                        lambda size: f"this reader pools groups of {[k for k in self.ks if k > 1]} states, "
+                                     f"not {size}", self.ks)
 
     def _read_layout(self, embeds: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """embeds [B, T, d], index [B, M, g] -> each group merged by the merge for its size (one token: its
         embedding) [B, M, d] and the position mask [B, M]."""
         groups, members = gather_groups(embeds, index)
-        sizes = members.sum(2)
-        out = groups[:, :, 0] * (sizes == 1)[..., None].to(groups.dtype)
-        for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
-            if size not in self.ks:
-                raise ValueError(f"this reader merges groups of {[k for k in self.ks if k > 1]} tokens, "
-                                 f"a layout asks for {size}")
-            at = sizes == size
-            merged = self._merged(size, groups[at][None, :, :size], members[at][None, :, :size])[0]
-            out = out.index_put((at,), merged)
-        return out, (sizes > 0).to(torch.long)
+        out = _by_size(groups, members, self._merged,
+                       lambda size: f"this reader merges groups of {[k for k in self.ks if k > 1]} tokens, "
+                                    f"a layout asks for {size}", self.ks)
+        return out, (members.sum(2) > 0).to(torch.long)
+
+
+def _by_size(groups: torch.Tensor, members: torch.Tensor, merge: Callable, refusal: Callable[[int], str],
+             ks: tuple[int, ...]) -> torch.Tensor:
+    """groups [B, M, g, d], members [B, M, g] -> [B, M, d]: a group of one member is that member, an empty one
+    0, a larger one `merge(size, groups [1, n, size, d], members [1, n, size])` with the other groups of its
+    size; a size not in `ks` raises ValueError(refusal(size))."""
+    sizes = members.sum(2)
+    out = masked_mean(groups, members)
+    for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
+        if size not in ks:
+            raise ValueError(refusal(size))
+        at = sizes == size
+        out = out.index_put((at,), merge(size, groups[at][None, :, :size], members[at][None, :, :size])[0]
+                            .to(out.dtype))
+    return out
 
 
 class SharedTokenReader(nn.Module):
