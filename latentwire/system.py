@@ -151,6 +151,11 @@ class LatentWire(nn.Module):
         """`featurize` as training items need it (with the receiver's focus marks where the reader uses them)."""
         return self.featurize(question, context, focus=True)
 
+    def receiver_parameters(self, name: str) -> list[nn.Parameter]:
+        """The parameters that belong to receiver `name` alone: its reader (adapter) and its features' (LoRA
+        inside it and the like); the encoder's and any shared tensor belong to no one receiver."""
+        return [*self.adapters[name].parameters(), *self.features.receiver_parameters(name)]
+
     def weights_id(self) -> str:
         """The hex id of these weights (cached outside training): what makes two latents' answers the same."""
         return self._id().hex()

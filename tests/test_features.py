@@ -224,3 +224,22 @@ def test_a_second_model_on_the_same_receivers_leaves_the_first_ones_features(tmp
     ref_builder = PromptBuilder(reference.tokenizer, first.builders["a"].config, "a")
     torch.testing.assert_close(bare[0][1], teacher_top_k(reference, ref_builder, ["Context: x\nQuestion: y"],
                                                          [[5]], 1, 3)[0][1])
+
+
+@pytest.mark.parametrize("feature", [None, *sorted(FEATURES)])
+def test_each_receivers_parameters_are_its_reader_and_features_and_no_one_elses(tmp_path, feature):
+    """LatentWire.receiver_parameters (what train.readers freezes for a receiver left out): every adapter and
+    feature tensor belongs to exactly one receiver, under that receiver's name; the encoder's to none."""
+    receivers = {"a": tiny_receiver("llama", seed=3), "b": tiny_receiver("qwen2", seed=4)}
+    receivers["b"].name = "b"
+    receivers["a"].name = "a"
+    config = _config(tmp_path, feature, "receivers=[{name: a, model: x}, {name: b, model: y}]")
+    system = build_system(config, receivers)
+    names = {id(p): name for name, p in system.named_parameters()}
+    owned = {r: {id(p) for p in system.receiver_parameters(r)} for r in "ab"}
+    assert owned["a"] and owned["b"] and not owned["a"] & owned["b"]
+    assert not (owned["a"] | owned["b"]) & {id(p) for p in system.encoder.parameters()}
+    for r in "ab":
+        assert all(f".{r}." in names[i] for i in owned[r]), r
+    unowned = {names[i] for i in names.keys() - owned["a"] - owned["b"]}
+    assert all(not (name.startswith("adapters.") or name.startswith("features.")) for name in unowned), unowned

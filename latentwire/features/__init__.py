@@ -29,6 +29,11 @@ class ReceiverFeatures(nn.Module):
         """Whether every enabled feature acts only through the receiver's weights (Feature.weights_only)."""
         return all(feature.weights_only for feature in self.enabled.values())
 
+    def receiver_parameters(self, receiver: str) -> Iterator[nn.Parameter]:
+        """Every enabled feature's parameters that belong to `receiver` alone (Feature.receiver_parameters)."""
+        for feature in self.enabled.values():
+            yield from feature.receiver_parameters(receiver)
+
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV | None:
         """All features' extra cache entries for `receiver` from its latent embeds [B, M, d_model],
         concatenated per layer (None if there are none, and always for an empty latent, M = 0)."""

@@ -24,6 +24,10 @@ class Feature(nn.Module):
     """True for a feature that acts only through the receiver's weights (it adds no cache entries and reads
     no latent): the prompt's fixed prefix then computes the same under it for every latent."""
 
+    def receiver_parameters(self, receiver: str) -> Iterator[nn.Parameter]:
+        """The parameters that belong to receiver `receiver` alone (its LoRA, its writers)."""
+        raise NotImplementedError(f"feature {self.name!r} does not say which of its parameters are whose")
+
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV | None:
         """Extra cache entries for receiver `receiver` from its latent embeddings [B, M, d_model]."""
         return None

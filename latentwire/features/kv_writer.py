@@ -1,6 +1,8 @@
 """Deep prefix and coprocessor: latent -> extra key/value entries in every layer of a receiver's cache."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -39,6 +41,9 @@ class DeepPrefix(Feature):
             name: KVWriter(r.model.config.hidden_size, config.rank, *kv_shape(r.model))
             for name, r in receivers.items()})
 
+    def receiver_parameters(self, receiver: str) -> Iterator[nn.Parameter]:
+        yield from self.writers[receiver].parameters()
+
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV:
         return self.writers[receiver](embeds)
 
@@ -56,6 +61,10 @@ class Coprocessor(Feature):
             for name, r in receivers.items()})
         self.writers = nn.ModuleDict({
             name: KVWriter(config.width, config.rank, *kv_shape(r.model)) for name, r in receivers.items()})
+
+    def receiver_parameters(self, receiver: str) -> Iterator[nn.Parameter]:
+        yield from self.readers[receiver].parameters()
+        yield from self.writers[receiver].parameters()
 
     def kv_entries(self, receiver: str, embeds: torch.Tensor) -> KV:
         reader = self.readers[receiver]

@@ -49,6 +49,9 @@ class LatentAdapters(Feature):
             for i in chosen:
                 layers[i].register_forward_hook(self._hook(name, str(i)))   # inert outside `reading`
 
+    def receiver_parameters(self, receiver: str) -> Iterator[nn.Parameter]:
+        yield from self.blocks[receiver].parameters()
+
     def _hook(self, receiver: str, layer: str):
         def apply(module, args, output):
             memory = self._memory.get(receiver)

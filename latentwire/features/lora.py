@@ -92,6 +92,9 @@ class Lora(Feature):
             self.weights[name], self.adapters[name] = params, adapter
             _use(self.layers[name], None)   # the receiver stays itself until this model reads through it
 
+    def receiver_parameters(self, receiver: str) -> Iterator[nn.Parameter]:
+        yield from self.weights[receiver].values()
+
     @contextmanager
     def reading(self, receiver: str, embeds: torch.Tensor) -> Iterator[None]:
         with _switched(self.layers[receiver], self.adapters[receiver]):

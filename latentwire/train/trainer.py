@@ -154,11 +154,12 @@ def training_items(config: Config, system: LatentWire, accelerator: Accelerator,
 
 def make_optimizer(system: LatentWire, config: Config) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters, after freezing those under train.freeze's prefixes and those of
-    receivers train.readers leaves out (a part of their dotted name is the receiver's: its reader, its LoRA)."""
+    receivers train.readers leaves out (LatentWire.receiver_parameters: its reader, its LoRA)."""
     t = config.train
-    untrained = set(system.receiver_names) - set(system.trained)
+    untrained = {id(p) for name in system.receiver_names if name not in system.trained
+                 for p in system.receiver_parameters(name)}
     for name, p in system.named_parameters():
-        if any(name.startswith(prefix) for prefix in t.freeze) or untrained & set(name.split(".")):
+        if any(name.startswith(prefix) for prefix in t.freeze) or id(p) in untrained:
             p.requires_grad_(False)
     trainable = [p for p in system.parameters() if p.requires_grad]
     if not trainable:
