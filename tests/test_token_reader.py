@@ -758,6 +758,10 @@ def test_a_run_may_train_some_receivers_readers_and_keep_the_others_as_loaded(tm
                      "train.readers=[a]", "train.lr=0.01")
     trained = LatentWire.from_pretrained(train(config, progress=False, receivers=pair), dict(pair))
     assert trained.trained == ["a", "b"]     # the model it wrote reads with both readers
+    names = {id(p): name for name, p in trained.named_parameters()}
+    owned = {r: {names[id(p)] for p in trained.receiver_parameters(r)} for r in "ab"}   # what train.readers freezes
+    assert all(f".{r}." in name for r in "ab" for name in owned[r]) and not owned["a"] & owned["b"]
+    assert {n for n in names.values() if n.startswith(("adapters.", "features."))} == owned["a"] | owned["b"]
     after = trained.state_dict()
     before = LatentWire.from_pretrained(joint, dict(pair)).state_dict()
     assert before.keys() == after.keys()
