@@ -6,21 +6,11 @@
 # e.g. runs/smol_pool_L8_stage2). Then the k = 2 validation F1 (context-only, N questions), this receiver only.
 # Resumable after a kill: rerun the same line (a finished run or reading is not redone).
 #   READER=smollm2 INIT=runs/qwen_pool_L8/checkpoints/step-000060 STEPS=200 bash bench/wide_lora.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1
-READER=${READER:-smollm2}
+source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
-STEPS=${STEPS:-200}
-N=${N:-500}
 OUT=${OUT:-runs/lora_wide/$READER}
-declare -A MODEL=([smollm2]=smollm2-135m [qwen]=qwen2.5-coder-0.5b)
 latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.init_from="$INIT" \
     train.init_new_lora=true "features.lora.targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" \
-    encoder.merge=mlp_relative encoder.merge_layer=8 encoder.layer_pool=mlp_relative \
-    loss.aux_objective=reconstruction loss.aux_share=0.5 "loss.aux_ks=[2]" "loss.ks=[2]" encoder.focus_share=0 \
+    "${K2_RECIPE[@]}" encoder.layer_pool=mlp_relative \
     train.steps="$STEPS" train.save_every=25 train.log_every=10 train.out_dir="$OUT" --quiet
-READ=$OUT/eval_s$STEPS
-[ -f "$READ/metrics.json" ] || latentwire eval --config configs/token_reader.yaml \
-    checkpoint="$(printf '%s/checkpoints/step-%06d' "$OUT" "$STEPS")" receivers="${MODEL[$READER]}" data.n="$N" \
-    'eval.methods=[latent_k]' 'eval.ks=[2]' eval.shuffle_test=false eval.shuffled_f1=false eval.out_dir="$READ" --quiet
+read_k2 "$OUT" "$STEPS"

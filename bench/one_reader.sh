@@ -1,0 +1,22 @@
+# Sourced by the drivers that train one receiver's layer-8 k = 2 reader alone (train.readers) and read it
+# (layer_pool.sh, wide_lora.sh): the shared settings and the reading. Not run on its own.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export HF_HUB_OFFLINE=1
+READER=${READER:-smollm2}
+STEPS=${STEPS:-200}
+N=${N:-500}
+declare -A MODEL=([smollm2]=smollm2-135m [qwen]=qwen2.5-coder-0.5b)
+# the recipe of the layer-8 k = 2 stage: every step at k = 2, half QA, half reconstruction of 64-token spans
+K2_RECIPE=(encoder.merge=mlp_relative encoder.merge_layer=8 loss.aux_objective=reconstruction loss.aux_share=0.5
+           "loss.aux_ks=[2]" "loss.ks=[2]" encoder.focus_share=0)
+
+# read_k2 RUN STEP: the k = 2 validation F1 (context-only, N questions) of RUN's checkpoint at STEP, this
+# receiver only, into RUN/eval_sSTEP (skipped where it is already there).
+read_k2() {
+  local read=$1/eval_s$2
+  [ -f "$read/metrics.json" ] && return 0
+  latentwire eval --config configs/token_reader.yaml checkpoint="$(printf '%s/checkpoints/step-%06d' "$1" "$2")" \
+      receivers="${MODEL[$READER]}" data.n="$N" 'eval.methods=[latent_k]' 'eval.ks=[2]' eval.shuffle_test=false \
+      eval.shuffled_f1=false eval.out_dir="$read" --quiet
+}
