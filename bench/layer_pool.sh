@@ -13,8 +13,6 @@ for POOL in mlp_relative mean; do
   OUT=runs/layer_pool/${READER}_${POOL}
   FRESH=()
   [ "$POOL" = mean ] || FRESH=("train.init_fresh=[adapters.smollm2.reader.layer_merges,adapters.qwen.reader.layer_merges]")
-  latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.init_from="$INIT" \
-      "${FRESH[@]}" "${K2_RECIPE[@]}" encoder.layer_pool="$POOL" \
-      train.steps="$STEPS" train.save_every=25 train.log_every=5 train.out_dir="$OUT" --quiet
+  train_k2 "$OUT" "${FRESH[@]}" encoder.layer_pool="$POOL" train.log_every=5
   for STEP in $EVAL_STEPS; do read_k2 "$OUT" "$STEP"; done
 done

@@ -1,5 +1,5 @@
 # Sourced by the drivers that train one receiver's layer-8 k = 2 reader alone (train.readers) and read it
-# (layer_pool.sh, wide_lora.sh): the shared settings and the reading. Not run on its own.
+# (layer_pool.sh, wide_lora.sh, self_kd.sh): the shared settings, the training and the reading. Not run on its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export HF_HUB_OFFLINE=1
@@ -7,9 +7,20 @@ READER=${READER:-smollm2}
 STEPS=${STEPS:-200}
 N=${N:-500}
 declare -A MODEL=([smollm2]=smollm2-135m [qwen]=qwen2.5-coder-0.5b)
+if [ -z "${MODEL[$READER]+set}" ]; then
+  echo "READER must be one of ${!MODEL[*]}, got '$READER'" >&2
+  exit 2
+fi
 # the recipe of the layer-8 k = 2 stage: every step at k = 2, half QA, half reconstruction of 64-token spans
 K2_RECIPE=(encoder.merge=mlp_relative encoder.merge_layer=8 loss.aux_objective=reconstruction loss.aux_share=0.5
            "loss.aux_ks=[2]" "loss.ks=[2]" encoder.focus_share=0)
+
+# train_k2 OUT [OVERRIDE ...]: READER's reader alone from INIT, STEPS steps of the k = 2 recipe and the overrides,
+# a checkpoint every 25 steps, into OUT (a rerun resumes from OUT's newest checkpoint).
+train_k2() {
+  latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.init_from="$INIT" \
+      "${K2_RECIPE[@]}" "${@:2}" train.steps="$STEPS" train.save_every=25 train.out_dir="$1" --quiet
+}
 
 # read_k2 RUN STEP: the k = 2 validation F1 (context-only, N questions) of RUN's checkpoint at STEP, this
 # receiver only, into RUN/eval_sSTEP (skipped where it is already there).

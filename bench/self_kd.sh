@@ -9,7 +9,5 @@ source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 W=${W:-0.25}
 OUT=${OUT:-runs/self_kd/${READER}_w$W}
-latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.init_from="$INIT" \
-    "${K2_RECIPE[@]}" encoder.layer_pool=mlp_relative loss.self_kd_weight="$W" \
-    train.steps="$STEPS" train.save_every=25 train.log_every=5 train.out_dir="$OUT" --quiet
+train_k2 "$OUT" encoder.layer_pool=mlp_relative loss.self_kd_weight="$W" train.log_every=5
 read_k2 "$OUT" "$STEPS"

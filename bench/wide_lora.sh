@@ -9,8 +9,7 @@
 source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 OUT=${OUT:-runs/lora_wide/$READER}
-latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.init_from="$INIT" \
-    train.init_new_lora=true "features.lora.targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" \
-    "${K2_RECIPE[@]}" encoder.layer_pool=mlp_relative \
-    train.steps="$STEPS" train.save_every=25 train.log_every=10 train.out_dir="$OUT" --quiet
+train_k2 "$OUT" train.init_new_lora=true \
+    "features.lora.targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" encoder.layer_pool=mlp_relative \
+    train.log_every=10
 read_k2 "$OUT" "$STEPS"

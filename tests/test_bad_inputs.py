@@ -1,6 +1,9 @@
 """Bad user input fails early with one line naming the field or file and what is allowed."""
 import math
+import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,3 +270,18 @@ def test_fit_unigram_cli_writes_a_table_the_codings_accept(tiny_dirs, tmp_path, 
     assert main(["eval", "--quiet", receivers, "data.n=2", "eval.methods=[text]",
                  f"eval.unigram={tmp_path / 'broken.json.gz'}", f"eval.out_dir={tmp_path / 'run'}"]) == 2
     assert "broken.json.gz" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- bench drivers
+
+
+@pytest.mark.parametrize("driver", ["layer_pool.sh", "wide_lora.sh", "self_kd.sh"])
+def test_a_one_reader_driver_refuses_an_unknown_reader_before_it_trains(driver, tmp_path):
+    shim = tmp_path / "latentwire"                       # a latentwire that records being called
+    shim.write_text(f"#!/bin/sh\ntouch {tmp_path}/called\n")
+    shim.chmod(0o755)
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    env = {**os.environ, "READER": "nope", "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(bench / driver)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "called").exists()
+    assert done.stderr.strip() == "READER must be one of qwen smollm2, got 'nope'"
