@@ -214,6 +214,8 @@ class EncoderConfig:
     layer_pool: str = "mean"
     """token_ids with merge_layer >= 1: how a group's k states at layer merge_layer become one: mean, or a
     learned merge of them (weighted, mlp or mlp_relative, as encoder.merge; it starts as the mean)."""
+    pool_hidden: int = 128
+    """token_ids with layer_pool mlp or mlp_relative: the hidden width of the learned pool's MLP."""
 
 
 @dataclass
@@ -542,6 +544,9 @@ def _token_reader_problems(e: EncoderConfig, f: FeaturesConfig) -> list[str]:
                                                                             and not e.merge_layer):
         problems.append(f"encoder.layer_pool must be mean, weighted, mlp or mlp_relative, and other than mean "
                         f"only with encoder.merge_layer >= 1, got {e.layer_pool!r} with merge_layer {e.merge_layer}")
+    if e.pool_hidden < 1:
+        problems.append(f"encoder.pool_hidden must be >= 1 (the learned layer pool's hidden width), "
+                        f"got {e.pool_hidden}")
     if e.private_slots or any(name != "lora" for name in f.enabled()):
         problems.append("encoder.kind=token_ids reads with LoRA only (no private slots, deep prefix, latent "
                         "adapters or coprocessor)")

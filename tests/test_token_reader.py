@@ -722,11 +722,14 @@ def test_a_learned_layer_pool_starts_as_the_mean_trains_and_loads_onto_a_mean_re
         _config(tmp_path, table, "encoder.layer_pool=mlp_relative")
     mean_run = train(_config(tmp_path / "mean", table, "encoder.merge_layer=1", "encoder.ks=[2,3]", "train.steps=2"),
                      progress=False, receivers=pair)
+    with pytest.raises(ConfigError, match="encoder.pool_hidden must be >= 1"):
+        _config(tmp_path, table, "encoder.merge_layer=1", "encoder.layer_pool=mlp_relative", "encoder.pool_hidden=0")
     config = _config(tmp_path / "pool", table, "encoder.merge_layer=1", "encoder.layer_pool=mlp_relative",
-                     "encoder.ks=[2,3]", "train.steps=0")
+                     "encoder.ks=[2,3]", "train.steps=0", "encoder.pool_hidden=24")
     system = build_system(config, pair)
     reader = system.adapters["a"].reader
     assert sorted(reader.layer_merges) == ["2", "3"]
+    assert reader.layer_merges["2"].net[0].out_features == 24
     members = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [0, 0, 0]]).repeat(2, 1, 1)
     groups = torch.randn(2, 4, 3, 8)
     pool = type(reader)(torch.nn.Embedding(5, 8), "mlp", (2, 3), 16, "mlp_relative")
@@ -746,7 +749,9 @@ def test_a_learned_layer_pool_starts_as_the_mean_trains_and_loads_onto_a_mean_re
                                                   init_fresh=["adapters.a.reader.layer_merges",
                                                               "adapters.b.reader.layer_merges"])),
                     progress=False, receivers=pair)
-    assert "layer_merges" in str(LatentWire.from_pretrained(trained, dict(pair)).state_dict().keys())
+    loaded = LatentWire.from_pretrained(trained, dict(pair))
+    assert "layer_merges" in str(loaded.state_dict().keys())
+    assert loaded.adapters["b"].reader.layer_merges["3"].net[0].out_features == 24     # the width it trained with
 
 
 def test_a_run_may_train_some_receivers_readers_and_keep_the_others_as_loaded(tmp_path, pair, table):

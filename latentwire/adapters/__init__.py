@@ -39,9 +39,10 @@ def _token_code(d_z: int, receivers: dict, target_rms: dict[str, float], link: d
 def _token_merge(d_z: int, receivers: dict, target_rms: dict[str, float], link: dict[str, Any]) -> nn.ModuleDict:
     """Readers of lossless token packets: shared ids -> each receiver's ids link["receiver_ids"][name] -> its
     embeddings read k to a position (merge link["merge"], for each k in link["ks"]; decoder-layer states pooled
-    by link["layer_pool"])."""
+    by link["layer_pool"], an MLP pool of hidden width link["pool_hidden"])."""
     return nn.ModuleDict({name: SharedTokenReader(link["receiver_ids"][name], r.model.get_input_embeddings(),
-                                                  link["merge"], link["ks"], layer_pool=link.get("layer_pool", "mean"))
+                                                  link["merge"], link["ks"], layer_pool=link.get("layer_pool", "mean"),
+                                                  pool_hidden=link.get("pool_hidden", 128))
                           for name, r in receivers.items()})
 
 

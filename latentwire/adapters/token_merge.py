@@ -163,7 +163,7 @@ class TokenMergeReader(nn.Module):
     [B, M, d_model] with a position mask [B, M]; k = 1 passes the embeddings through untouched."""
 
     def __init__(self, embedding: nn.Embedding, merge: str = "weighted", ks: tuple[int, ...] = (1, 2, 3, 4),
-                 hidden: int = 128, layer_pool: str = "mean"):
+                 hidden: int = 128, layer_pool: str = "mean", pool_hidden: int = 128):
         super().__init__()
         if merge not in MERGES:
             raise ValueError(f"reader merge must be one of {sorted(MERGES)}, got {merge!r}")
@@ -174,9 +174,10 @@ class TokenMergeReader(nn.Module):
         self.embedding = [embedding]           # the receiver's frozen table: read, never trained nor saved here
         width = embedding.weight.shape[1]
         self.merges = nn.ModuleDict({str(k): MERGES[merge](k, width, hidden) for k in sorted(set(ks)) if k > 1})
-        self.layer_merges = nn.ModuleDict({str(k): MERGES[layer_pool](k, width, hidden)
+        self.layer_merges = nn.ModuleDict({str(k): MERGES[layer_pool](k, width, pool_hidden)
                                            for k in sorted(set(ks)) if k > 1 and layer_pool != "mean"})
-        """Learned pools of decoder-layer states, one per k (empty for the plain mean, layer_pool = mean)."""
+        """Learned pools of decoder-layer states, one per k (empty for the plain mean, layer_pool = mean); an MLP
+        pool's hidden width is pool_hidden."""
         self.ks = tuple(sorted(set(ks)))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, k: int, focus: torch.Tensor | None = None,
@@ -251,10 +252,11 @@ class SharedTokenReader(nn.Module):
     position."""
 
     def __init__(self, receiver_ids: list[int], embedding: nn.Embedding, merge: str = "weighted",
-                 ks: tuple[int, ...] = (1, 2, 3, 4), hidden: int = 128, layer_pool: str = "mean"):
+                 ks: tuple[int, ...] = (1, 2, 3, 4), hidden: int = 128, layer_pool: str = "mean",
+                 pool_hidden: int = 128):
         super().__init__()
         self.register_buffer("to_receiver", torch.tensor(receiver_ids, dtype=torch.long), persistent=False)
-        self.reader = TokenMergeReader(embedding, merge, ks, hidden, layer_pool)
+        self.reader = TokenMergeReader(embedding, merge, ks, hidden, layer_pool, pool_hidden)
 
     def forward(self, shared_ids: torch.Tensor, mask: torch.Tensor, k: int, focus: torch.Tensor | None = None,
                 layout: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -84,7 +84,7 @@ class TokenIdEncoder(Encoder):
         vocabulary = self.wire.vocabulary
         return {"receiver_ids": {name: vocabulary.receiver_ids(r.tokenizer) for name, r in receivers.items()},
                 "merge": self.config.merge, "ks": tuple(self.config.ks),
-                "layer_pool": self.config.layer_pool}
+                "layer_pool": self.config.layer_pool, "pool_hidden": self.config.pool_hidden}
 
     def featurize(self, text: str) -> torch.Tensor:
         """[T, 1]: the shared ids spelling `text` exactly (as float32, exact below 2**24)."""
