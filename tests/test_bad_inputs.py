@@ -275,7 +275,7 @@ def test_fit_unigram_cli_writes_a_table_the_codings_accept(tiny_dirs, tmp_path, 
 # ---------------------------------------------------------------- bench drivers
 
 
-@pytest.mark.parametrize("driver", ["layer_pool.sh", "wide_lora.sh", "self_kd.sh", "wide_pool.sh"])
+@pytest.mark.parametrize("driver", ["layer_pool.sh", "wide_lora.sh", "self_kd.sh", "wide_pool.sh", "long_reader.sh"])
 def test_a_one_reader_driver_refuses_an_unknown_reader_before_it_trains(driver, tmp_path):
     shim = tmp_path / "latentwire"                       # a latentwire that records being called
     shim.write_text(f"#!/bin/sh\ntouch {tmp_path}/called\n")

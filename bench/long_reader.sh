@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 18, item 4: one receiver's layer-8 k = 2 pool reader trained alone for STEPS steps with QA on 3 steps
+# in 4 (1,000 QA steps of batch 8 at STEPS=1333; the rest reconstruction of 64-token spans), from INIT, then its
+# curve: the k = 2 validation F1 (context-only, CURVE_N questions, this receiver only) every EVERY steps
+# (bench/reader_curve.py -> bench/results/long_reader/<reader>_curve.json/png), and the last step's on N (500).
+# Overrides after the line's variables go to the training (e.g. encoder.pool_hidden=1024).
+#   READER=smollm2 INIT=bench/state/token_reader_k2_L8_pool STEPS=1333 bash bench/long_reader.sh [OVERRIDE ...]
+# Resumable after a kill: rerun the same line (the run resumes from its newest checkpoint, a reading done is not
+# redone). On a fresh machine without runs/: export its newest checkpoint on the old one
+# (`latentwire export-state runs/long_reader/<reader>/checkpoints/step-<N> <dir>`, commit <dir>), then rerun the
+# line with CONTINUE_FROM=<dir>: the run goes on from the exported step with its weights and schedule.
+source "$(dirname "$0")/one_reader.sh"
+INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
+EVERY=${EVERY:-250}
+CURVE_N=${CURVE_N:-200}
+OUT=runs/long_reader/$READER
+POOL=(encoder.layer_pool=mlp_relative loss.aux_share=0.25 train.log_every=10 "$@")
+if [ -n "${CONTINUE_FROM:-}" ]; then
+  latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.continue_from="$CONTINUE_FROM" \
+      "${K2_RECIPE[@]}" "${POOL[@]}" train.steps="$STEPS" train.save_every=25 train.out_dir="$OUT" --quiet
+  START=(--init "$CONTINUE_FROM" --init-step "$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" \
+      "$CONTINUE_FROM/state.json")")
+else
+  train_k2 "$OUT" "${POOL[@]}"
+  START=(--init "$INIT")
+fi
+python bench/reader_curve.py --run "$OUT" --config configs/token_reader.yaml --n "$CURVE_N" --every "$EVERY" "${START[@]}" \
+    --ks 2 --methods latent_k --no-text --set receivers="${MODEL[$READER]}" --runs "runs/reader-curve-long-$READER" \
+    --results "bench/results/long_reader/${READER}_curve.json"
+read_k2 "$OUT" "$STEPS"
