@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from latentwire.atomic import atomic_write_bytes
 from latentwire.eval.analysis import paired_difference
 from latentwire.provenance import code_commit
 
@@ -68,7 +69,7 @@ def main() -> None:
         path = Path(args.results)
         done = json.loads(path.read_text()) if path.is_file() else []
         done.append({"a": args.a, "b": args.b, "by_receiver": out, "code_commit": code_commit()})
-        path.write_text(json.dumps(done, indent=1))
+        atomic_write_bytes(path, json.dumps(done, indent=1).encode())
 
 
 if __name__ == "__main__":
