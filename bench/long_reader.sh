@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Issue 18, item 4: one receiver's layer-8 k = 2 pool reader trained alone for STEPS steps with QA on 3 steps
-# in 4 (1,000 QA steps of batch 8 at STEPS=1333; the rest reconstruction of 64-token spans), from INIT, then its
+# in 4 (drawn per step from train.seed: at seed 0, STEPS=1365 holds 1,000 QA steps of batch 8, 1333 only 976;
+# the rest reconstruction of 64-token spans), from INIT, then its
 # curve: the k = 2 validation F1 (context-only, CURVE_N questions, this receiver only) every EVERY steps
 # (bench/reader_curve.py -> bench/results/long_reader/<reader>_curve.json/png), and the last step's on N (500).
 # Overrides after the line's variables go to the training (e.g. encoder.pool_hidden=1024).
-#   READER=smollm2 INIT=bench/state/token_reader_k2_L8_pool STEPS=1333 bash bench/long_reader.sh [OVERRIDE ...]
+#   READER=smollm2 INIT=bench/state/token_reader_k2_L8_pool STEPS=1365 bash bench/long_reader.sh [OVERRIDE ...]
 # Resumable after a kill: rerun the same line (the run resumes from its newest checkpoint, a reading done is not
 # redone). On a fresh machine without runs/: export its newest checkpoint on the old one
 # (`latentwire export-state runs/long_reader/<reader>/checkpoints/step-<N> <dir>`, commit <dir>), then rerun the
