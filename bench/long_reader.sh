@@ -3,7 +3,7 @@
 # in 4 (drawn per step from train.seed: at seed 0, STEPS=1365 holds 1,000 QA steps of batch 8, 1333 only 976;
 # the rest reconstruction of 64-token spans), from INIT, then its
 # curve: the k = 2 validation F1 (context-only, CURVE_N questions, this receiver only) every EVERY steps
-# (bench/reader_curve.py -> bench/results/long_reader/<reader>_curve.json/png), and the last step's on N (500).
+# (bench/reader_curve.py -> bench/results/long_reader/<reader>/reader_curve.json/png), and the last step's on N (500).
 # Overrides after the line's variables go to the training (e.g. encoder.pool_hidden=1024).
 #   READER=smollm2 INIT=bench/state/token_reader_k2_L8_pool STEPS=1365 bash bench/long_reader.sh [OVERRIDE ...]
 # Resumable after a kill: rerun the same line (the run resumes from its newest checkpoint, a reading done is not
@@ -27,5 +27,5 @@ else
 fi
 python bench/reader_curve.py --run "$OUT" --config configs/token_reader.yaml --n "$CURVE_N" --every "$EVERY" "${START[@]}" \
     --ks 2 --methods latent_k --no-text --set receivers="${MODEL[$READER]}" --runs "runs/reader-curve-long-$READER" \
-    --results "bench/results/long_reader/${READER}_curve.json"
+    --results "bench/results/long_reader/$READER"
 read_k2 "$OUT" "$STEPS"
