@@ -8,8 +8,12 @@
 #   READER=smollm2 INIT=bench/state/token_reader_k2_L8_pool STEPS=1365 bash bench/long_reader.sh [OVERRIDE ...]
 # Resumable after a kill: rerun the same line (the run resumes from its newest checkpoint, a reading done is not
 # redone). On a fresh machine without runs/: export its newest checkpoint on the old one
-# (`latentwire export-state runs/long_reader/<reader>/checkpoints/step-<N> <dir>`, commit <dir>), then rerun the
-# line with CONTINUE_FROM=<dir>: the run goes on from the exported step with its weights and schedule.
+# (`latentwire export-state runs/long_reader/<reader>/checkpoints/step-<N> <dir> --ks 2`: the k = 2 merges and
+# pools alone, a few MB; commit <dir>), then rerun the line with CONTINUE_FROM=<dir> and encoder.ks=[2] among the
+# overrides: the run goes on from the exported step with its weights and schedule (Adam's moments start again).
+# SmolLM2's run of bench/RESULTS.md goes on from its step 900 so:
+#   READER=smollm2 CONTINUE_FROM=bench/state/token_reader_k2_L8_widepool STEPS=1365 bash bench/long_reader.sh \
+#       encoder.pool_hidden=1024 'encoder.ks=[2]'
 source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 EVERY=${EVERY:-250}

@@ -174,7 +174,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _export_state(args) -> int:
     from latentwire.train.checkpoint import export_state
 
-    target = export_state(Path(args.checkpoint), Path(args.out))
+    target = export_state(Path(args.checkpoint), Path(args.out), ks=args.ks)
     size = sum(p.stat().st_size for p in target.iterdir())
     print(f"latentwire export-state: {target} ({size / 1e6:.1f} MB); continue with "
           f"`latentwire train --config <its recipe> train.continue_from={target}`", file=sys.stderr)
@@ -229,6 +229,8 @@ def _wire_parsers(commands) -> None:
                                                    "to continue from elsewhere with train.continue_from")
     sub.add_argument("checkpoint", help="checkpoint directory or training out_dir (its newest checkpoint)")
     sub.add_argument("out", help="directory to write (replaced atomically)")
+    sub.add_argument("--ks", type=int, nargs="+", help="a token reader's k to keep (their merges and layer pools; "
+                                                       "the state then reads these k alone)")
     sub.set_defaults(handler=_export_state)
 
 

@@ -362,6 +362,33 @@ def test_an_exported_state_continues_the_run_on_a_fresh_out_dir(tmp_path, pair, 
     assert main(["export-state", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
 
 
+def test_an_exported_state_may_keep_only_the_ks_its_run_trained(tmp_path, pair, table, capsys):
+    from latentwire.cli import main
+    from latentwire.train.checkpoint import read_json, read_tensors
+
+    run = train(_config(tmp_path / "a", table, "encoder.ks=[2,3]", "loss.ks=[2]", "encoder.merge=mlp",
+                        "encoder.merge_layer=1", "encoder.layer_pool=mlp_relative", "train.steps=2"),
+                progress=False, receivers=pair)
+    assert main(["export-state", str(run), str(tmp_path / "all")]) == 0
+    assert main(["export-state", str(run), str(tmp_path / "k2"), "--ks", "2"]) == 0
+    every, kept = (read_tensors(tmp_path / name / "model.safetensors") for name in ("all", "k2"))
+    assert any(".merges.3." in name for name in every) and any(".layer_merges.3." in name for name in every)
+    assert set(kept) == {name for name in every if "merges.3." not in name}      # layer_merges.3 too
+    assert all(torch.equal(kept[name], every[name]) for name in kept)
+    assert read_json(tmp_path / "k2" / "config.json")["encoder"]["ks"] == [2]
+    loaded = LatentWire.from_pretrained(tmp_path / "k2", dict(pair))            # exactly its tensors
+    assert sorted(loaded.adapters["a"].reader.layer_merges) == ["2"]
+    config = _config(tmp_path / "b", table, "encoder.ks=[2]", "loss.ks=[2]", "encoder.merge=mlp",
+                     "encoder.merge_layer=1", "encoder.layer_pool=mlp_relative", "train.steps=3",
+                     f"train.continue_from={tmp_path / 'k2'}")
+    assert read_json(train(config, progress=False, receivers=pair) / "state.json")["step"] == 3
+    capsys.readouterr()
+    assert main(["export-state", str(run), str(tmp_path / "k4"), "--ks", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "export-state --ks 4: must be some of the k" in err
+    assert not (tmp_path / "k4").exists()
+
+
 def test_a_stage_may_add_lora_modules_to_a_loaded_reader_only_when_asked(tmp_path, pair, table):
     from latentwire.train.load import load_trained
 

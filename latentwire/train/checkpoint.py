@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -143,19 +144,42 @@ def load_optimizer(optimizer: torch.optim.Optimizer, folder: Path, param_groups:
         raise CheckpointError(f"optimizer state in {folder} does not fit: {error}") from None
 
 
-def export_state(checkpoint: Path, target: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+def export_state(checkpoint: Path, target: Path, dtype: torch.dtype = torch.bfloat16,
+                 ks: list[int] | None = None) -> Path:
     """A compact copy of training checkpoint `checkpoint` to continue from on another machine
     (train.continue_from): its weights in `dtype` without the optimizer state, state.json (step, bad steps)
-    and config.json, written atomically into `target`; returns it."""
+    and config.json, written atomically into `target`; returns it. With `ks` (some of a token reader's
+    encoder.ks), only those k's merges and layer pools are kept and config.json reads those k alone (a run
+    that trains k = 2 only need not carry k = 3 and 4's untrained pools)."""
     source = resolve_checkpoint(checkpoint)
     state = read_json(source / "state.json")
+    config = read_json(source / "config.json")
     tensors = {k: v.to(dtype) if v.is_floating_point() else v
                for k, v in read_tensors(source / "model.safetensors").items()}
+    if ks:
+        tensors, config = _only_ks(tensors, config, ks, source)
     with atomic_directory(Path(target)) as staging:
         save_file(tensors, str(staging / "model.safetensors"))
         (staging / "state.json").write_text(json.dumps(
             {"step": state["step"], "bad_steps": state.get("bad_steps", 0), "exported_from": str(source),
              "dtype": str(dtype).removeprefix("torch.")}, indent=2))
-        shutil.copyfile(source / "config.json", staging / "config.json")
+        (staging / "config.json").write_text(json.dumps(config, indent=2))
     return Path(target)
+
+
+MERGE_TENSOR = re.compile(r"\.reader\.(?:layer_)?merges\.(\d+)\.")
+"""A token reader's merge or layer pool tensor for k = group(1)."""
+
+
+def _only_ks(tensors: dict, config: dict, ks: list[int], source: Path) -> tuple[dict, dict]:
+    """The tensors without the merges and layer pools of k not in `ks`, and the config reading `ks` alone;
+    CheckpointError unless `ks` are some of the token reader's encoder.ks."""
+    encoder = config.get("encoder", {})
+    run_ks = encoder.get("ks", [])
+    if encoder.get("kind") != "token_ids" or not set(ks) <= set(run_ks):
+        raise CheckpointError(f"export-state --ks {' '.join(map(str, ks))}: must be some of the k that {source} "
+                              f"reads (encoder.ks {run_ks}, encoder.kind {encoder.get('kind')!r}; token_ids only)")
+    kept = {name: t for name, t in tensors.items()
+            if (found := MERGE_TENSOR.search(name)) is None or int(found.group(1)) in ks}
+    return kept, {**config, "encoder": {**encoder, "ks": sorted(set(ks))}}
 
