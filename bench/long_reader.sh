@@ -20,14 +20,11 @@ EVERY=${EVERY:-250}
 CURVE_N=${CURVE_N:-200}
 OUT=runs/long_reader/$READER
 POOL=(encoder.layer_pool=mlp_relative loss.aux_share=0.25 train.log_every=10 "$@")
+train_k2 "$OUT" "${POOL[@]}"
+START=(--init "$INIT")
 if [ -n "${CONTINUE_FROM:-}" ]; then
-  latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.continue_from="$CONTINUE_FROM" \
-      "${K2_RECIPE[@]}" "${POOL[@]}" train.steps="$STEPS" train.save_every=25 train.out_dir="$OUT" --quiet
   START=(--init "$CONTINUE_FROM" --init-step "$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" \
       "$CONTINUE_FROM/state.json")")
-else
-  train_k2 "$OUT" "${POOL[@]}"
-  START=(--init "$INIT")
 fi
 python bench/reader_curve.py --run "$OUT" --config configs/token_reader.yaml --n "$CURVE_N" --every "$EVERY" "${START[@]}" \
     --ks 2 --methods latent_k --no-text --set receivers="${MODEL[$READER]}" --runs "runs/reader-curve-long-$READER" \

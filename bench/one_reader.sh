@@ -15,10 +15,13 @@ fi
 K2_RECIPE=(encoder.merge=mlp_relative encoder.merge_layer=8 loss.aux_objective=reconstruction loss.aux_share=0.5
            "loss.aux_ks=[2]" "loss.ks=[2]" encoder.focus_share=0)
 
-# train_k2 OUT [OVERRIDE ...]: READER's reader alone from INIT, STEPS steps of the k = 2 recipe and the overrides,
-# a checkpoint every 25 steps, into OUT (a rerun resumes from OUT's newest checkpoint).
+# train_k2 OUT [OVERRIDE ...]: READER's reader alone from INIT (or, with CONTINUE_FROM set, going on from that
+# exported state's step), STEPS steps of the k = 2 recipe and the overrides, a checkpoint every 25 steps, into
+# OUT (a rerun resumes from OUT's newest checkpoint).
 train_k2() {
-  latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" train.init_from="$INIT" \
+  local start=train.init_from="$INIT"
+  [ -z "${CONTINUE_FROM:-}" ] || start=train.continue_from="$CONTINUE_FROM"
+  latentwire train --config configs/token_reader.yaml "train.readers=[$READER]" "$start" \
       "${K2_RECIPE[@]}" "${@:2}" train.steps="$STEPS" train.save_every=25 train.out_dir="$1" --quiet
 }
 
