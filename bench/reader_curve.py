@@ -14,8 +14,10 @@ continues with the checkpoints and rows not done); `text` is evaluated once besi
 (--no-text: not, where it was measured elsewhere).
 A step folder remembers the sha256 of the weights it read (weights.sha256): rows of other (or unrecorded)
 weights at the same step (a run trained again) are moved to stale-<step>-<sha>/ and left out of the report.
-Rows to bench/results/reader_curve.json, the plot to bench/results/reader_curve.png (F1 against step, one
-panel per receiver, a line per method and k, text dashed).
+Rows to bench/results/reader_curve.json (written atomically), the plot to bench/results/reader_curve.png (F1
+against step, one panel per receiver, a line per method and k, text dashed). A run continued on another
+machine (train.continue_from) holds only its later steps in its run folders: --keep-earlier keeps the steps an
+earlier report of the same --results folder has and these folders lack.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import re
 import sys
 from pathlib import Path
 
+from latentwire.atomic import atomic_write_bytes
 from latentwire.errors import USER_ERRORS
 
 HERE = Path(__file__).parent
@@ -93,9 +96,9 @@ def report(rows: list[dict], results: Path, references: dict[str, float] | None 
     from latentwire.precision import machine_info
 
     results.mkdir(parents=True, exist_ok=True)
-    (results / "reader_curve.json").write_text(json.dumps(
+    atomic_write_bytes(results / "reader_curve.json", (json.dumps(
         {"machine": machine_info(), "rows": rows, "references": references or {}, "bar": bar},
-        indent=2) + "\n")
+        indent=2) + "\n").encode())
     print(plain_table(sorted(rows, key=lambda r: (r["receiver"], r["step"] or 0, r["method"], r.get("k") or 0)),
                       COLUMNS))
     plot(rows, results / "reader_curve.png", references or {}, bar)
@@ -130,6 +133,27 @@ def plot(rows: list[dict], path: Path, references: dict[str, float], bar: float)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def earlier_rows(results: Path) -> list[dict]:
+    """The rows an earlier report wrote to <results>/reader_curve.json ([] where there is none); ValueError
+    naming the file where it is not one."""
+    path = results / "reader_curve.json"
+    if not path.is_file():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        assert isinstance(rows, list) and all(isinstance(r, dict) and "step" in r for r in rows)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise ValueError(f"{path}: not a reader_curve.json (its rows cannot be kept; move it away)") from None
+    return rows
+
+
+def with_earlier(rows: list[dict], earlier: list[dict]) -> list[dict]:
+    """`rows` and the `earlier` rows of checkpoint steps that `rows` lacks (marked "earlier": true): the curve
+    of a run continued on another machine, whose run folders hold only the later steps."""
+    have = {r["step"] for r in rows}
+    return rows + [dict(r, earlier=True) for r in earlier if r["step"] is not None and r["step"] not in have]
 
 
 def collect(runs: Path) -> list[dict]:
@@ -167,15 +191,22 @@ def main() -> None:
                         help="a level to draw per receiver (measured elsewhere, e.g. the k = 1 reader)")
     parser.add_argument("--bar", type=float, default=0.0, help="also draw this share of each --reference")
     parser.add_argument("--report", action="store_true", help="only report what the run folders hold")
+    parser.add_argument("--keep-earlier", action="store_true", help="also report the steps of the --results "
+                        "folder's reader_curve.json that the run folders lack (a run continued on another machine)")
     args = parser.parse_args()
     levels = references(args.reference)                      # a malformed one fails before any run
+    try:
+        earlier = earlier_rows(Path(args.results)) if args.keep_earlier else []
+    except ValueError as error:
+        print(f"reader_curve.py: {error}", file=sys.stderr)
+        sys.exit(2)
     if not args.report:
         try:
             run_curve(args)
         except USER_ERRORS as error:          # a bad --set, a missing or corrupt checkpoint: one line, exit 2
             print(f"reader_curve.py: {error}", file=sys.stderr)
             sys.exit(2)
-    report(collect(Path(args.runs)), Path(args.results), levels, args.bar)
+    report(with_earlier(collect(Path(args.runs)), earlier), Path(args.results), levels, args.bar)
 
 
 def references(pairs: list[str]) -> dict[str, float]:

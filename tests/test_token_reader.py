@@ -320,6 +320,15 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     assert (tmp_path / "results" / "reader_curve.png").stat().st_size > 0
     written = json.loads((tmp_path / "results" / "reader_curve.json").read_text())
     assert len(written["rows"]) == 3 and written["references"] == {"a": 0.4} and written["bar"] == 0.85
+    later = [dict(row, f1=0.5, step=200), dict(row, f1=0.6, step=150)]   # a continuation's folders: 150, 200
+    kept = driver.with_earlier(later, driver.earlier_rows(tmp_path / "results"))
+    assert sorted((r["step"], r["f1"], r.get("earlier", False)) for r in kept) == [
+        (100, 0.1, True), (150, 0.6, False), (200, 0.5, False)]           # text and step 150 not taken again
+    assert driver.earlier_rows(tmp_path / "nothing-yet") == []
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "reader_curve.json").write_text('{"rows": [1]}')
+    with pytest.raises(ValueError, match=r"broken/reader_curve.json: not a reader_curve.json"):
+        driver.earlier_rows(tmp_path / "broken")
     checkpoint = tmp_path / "run" / "checkpoints" / "step-000100"
     (checkpoint / "model.safetensors").write_bytes(b"other weights")    # rows of unrecorded weights
     assert driver.step_folder(tmp_path / "curve", 100, checkpoint) == tmp_path / "curve" / "step-000100"
@@ -334,6 +343,11 @@ def test_the_curve_driver_picks_checkpoints_and_draws_what_ran(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert bad.stderr.startswith("reader_curve.py: ") and "max_position_share" in bad.stderr
     assert not (tmp_path / "bad-results").exists()                               # nothing reported
+    bad = subprocess.run([sys.executable, Path(__file__).parents[1] / "bench" / "reader_curve.py", "--report",
+                          "--keep-earlier", "--runs", tmp_path / "curve", "--results", tmp_path / "broken"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert (tmp_path / "broken" / "reader_curve.json").read_text() == '{"rows": [1]}'   # left as it was
     assert len(list((tmp_path / "curve").glob("stale-000100-*"))) == 1
     (checkpoint / "model.safetensors").write_bytes(b"newer weights")          # the run trained again
     driver.step_folder(tmp_path / "curve", 100, checkpoint)
