@@ -11,9 +11,11 @@
 # (`latentwire export-state runs/long_reader/<reader>/checkpoints/step-<N> <dir> --ks 2`: the k = 2 merges and
 # pools alone, a few MB; commit <dir>), then rerun the line with CONTINUE_FROM=<dir> and encoder.ks=[2] among the
 # overrides: the run goes on from the exported step with its weights and schedule (Adam's moments start again).
-# SmolLM2's run of bench/RESULTS.md goes on from its step 900 so:
-#   READER=smollm2 CONTINUE_FROM=bench/state/token_reader_k2_L8_widepool STEPS=1365 bash bench/long_reader.sh \
+# Qwen's run of bench/RESULTS.md starts from SmolLM2's finished state (so its checkpoints hold both new readers):
+#   READER=qwen INIT=bench/state/token_reader_k2_L8_widepool STEPS=1365 bash bench/long_reader.sh \
 #       encoder.pool_hidden=1024 'encoder.ks=[2]'
+# and goes on from its exported state (QWEN_STATE below, the step it reached) on a fresh machine so:
+#   READER=qwen CONTINUE_FROM=QWEN_STATE STEPS=1365 bash bench/long_reader.sh encoder.pool_hidden=1024 'encoder.ks=[2]'
 source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 EVERY=${EVERY:-250}
@@ -22,9 +24,9 @@ OUT=runs/long_reader/$READER
 POOL=(encoder.layer_pool=mlp_relative loss.aux_share=0.25 train.log_every=10 "$@")
 train_k2 "$OUT" "${POOL[@]}"
 START=(--init "$INIT")
-if [ -n "${CONTINUE_FROM:-}" ]; then
+if [ -n "${CONTINUE_FROM:-}" ]; then   # the curve keeps the steps read on the machine before (its committed JSON)
   START=(--init "$CONTINUE_FROM" --init-step "$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" \
-      "$CONTINUE_FROM/state.json")")
+      "$CONTINUE_FROM/state.json")" --keep-earlier)
 fi
 python bench/reader_curve.py --run "$OUT" --config configs/token_reader.yaml --n "$CURVE_N" --every "$EVERY" "${START[@]}" \
     --ks 2 --methods latent_k --no-text --set receivers="${MODEL[$READER]}" --runs "runs/reader-curve-long-$READER" \
