@@ -11,11 +11,13 @@
 # (`latentwire export-state runs/long_reader/<reader>/checkpoints/step-<N> <dir> --ks 2`: the k = 2 merges and
 # pools alone, a few MB; commit <dir>), then rerun the line with CONTINUE_FROM=<dir> and encoder.ks=[2] among the
 # overrides: the run goes on from the exported step with its weights and schedule (Adam's moments start again).
-# Qwen's run of bench/RESULTS.md starts from SmolLM2's finished state (so its checkpoints hold both new readers):
-#   READER=qwen INIT=bench/state/token_reader_k2_L8_widepool STEPS=1365 bash bench/long_reader.sh \
+# Qwen's run of bench/RESULTS.md starts from SmolLM2's finished reader (so its checkpoints hold both new readers):
+#   latentwire export-state runs/long_reader/smollm2/checkpoints/step-001365 runs/long_reader/smollm2_s1365_state --ks 2
+#   READER=qwen INIT=runs/long_reader/smollm2_s1365_state STEPS=1365 bash bench/long_reader.sh \
 #       encoder.pool_hidden=1024 'encoder.ks=[2]'
-# and goes on from its exported state (QWEN_STATE below, the step it reached) on a fresh machine so:
-#   READER=qwen CONTINUE_FROM=QWEN_STATE STEPS=1365 bash bench/long_reader.sh encoder.pool_hidden=1024 'encoder.ks=[2]'
+# and goes on from its committed state (the step it reached; both readers) on a fresh machine so:
+#   READER=qwen CONTINUE_FROM=bench/state/token_reader_k2_L8_long STEPS=1365 bash bench/long_reader.sh \
+#       encoder.pool_hidden=1024 'encoder.ks=[2]'
 source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 EVERY=${EVERY:-250}

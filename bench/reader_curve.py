@@ -143,9 +143,10 @@ def earlier_rows(results: Path) -> list[dict]:
         return []
     try:
         rows = json.loads(path.read_text())["rows"]
-        assert isinstance(rows, list) and all(isinstance(r, dict) and "step" in r for r in rows)
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise ValueError(f"{path}: not a reader_curve.json (its rows cannot be kept; move it away)") from None
+    except (ValueError, KeyError, TypeError):
+        rows = None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "step" in r for r in rows):
+        raise ValueError(f"{path}: not a reader_curve.json (its rows cannot be kept; move it away)")
     return rows
 
 
