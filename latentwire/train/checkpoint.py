@@ -182,4 +182,3 @@ def _only_ks(tensors: dict, config: dict, ks: list[int], source: Path) -> tuple[
     kept = {name: t for name, t in tensors.items()
             if (found := MERGE_TENSOR.search(name)) is None or int(found.group(1)) in ks}
     return kept, {**config, "encoder": {**encoder, "ks": sorted(set(ks))}}
-
