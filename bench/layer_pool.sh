@@ -13,6 +13,6 @@ for POOL in mlp_relative mean; do
   OUT=runs/layer_pool/${READER}_${POOL}
   FRESH=()
   [ "$POOL" = mean ] || FRESH=("train.init_fresh=[adapters.smollm2.reader.layer_merges,adapters.qwen.reader.layer_merges]")
-  train_k2 "$OUT" "${FRESH[@]}" encoder.layer_pool="$POOL" train.log_every=5
-  for STEP in $EVAL_STEPS; do read_k2 "$OUT" "$STEP"; done
+  train_k "$OUT" "${FRESH[@]}" encoder.layer_pool="$POOL" train.log_every=5
+  for STEP in $EVAL_STEPS; do read_k "$OUT" "$STEP"; done
 done

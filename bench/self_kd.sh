@@ -9,5 +9,5 @@ source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 W=${W:-0.25}
 OUT=${OUT:-runs/self_kd/${READER}_w$W}
-train_k2 "$OUT" encoder.layer_pool=mlp_relative loss.self_kd_weight="$W" train.log_every=5
-read_k2 "$OUT" "$STEPS"
+train_k "$OUT" encoder.layer_pool=mlp_relative loss.self_kd_weight="$W" train.log_every=5
+read_k "$OUT" "$STEPS"

@@ -9,7 +9,7 @@
 source "$(dirname "$0")/one_reader.sh"
 INIT=${INIT:-bench/state/token_reader_k2_L8_pool}
 OUT=${OUT:-runs/lora_wide/$READER}
-train_k2 "$OUT" train.init_new_lora=true \
+train_k "$OUT" train.init_new_lora=true \
     "features.lora.targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]" encoder.layer_pool=mlp_relative \
     train.log_every=10
-read_k2 "$OUT" "$STEPS"
+read_k "$OUT" "$STEPS"

@@ -11,7 +11,7 @@ WIDTHS=${WIDTHS:-"1024 128"}
 EVAL_STEPS=${EVAL_STEPS:-"100 $STEPS"}
 for WIDTH in $WIDTHS; do
   OUT=runs/wide_pool/${READER}_h${WIDTH}
-  train_k2 "$OUT" "train.init_fresh=[adapters.smollm2.reader.layer_merges,adapters.qwen.reader.layer_merges]" \
+  train_k "$OUT" "train.init_fresh=[adapters.smollm2.reader.layer_merges,adapters.qwen.reader.layer_merges]" \
       encoder.layer_pool=mlp_relative encoder.pool_hidden="$WIDTH" train.log_every=5
-  for STEP in $EVAL_STEPS; do read_k2 "$OUT" "$STEP"; done
+  for STEP in $EVAL_STEPS; do read_k "$OUT" "$STEP"; done
 done

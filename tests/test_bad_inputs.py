@@ -285,3 +285,17 @@ def test_a_one_reader_driver_refuses_an_unknown_reader_before_it_trains(driver, 
     done = subprocess.run(["bash", str(bench / driver)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and not (tmp_path / "called").exists()
     assert done.stderr.strip() == "READER must be one of qwen smollm2, got 'nope'"
+
+
+@pytest.mark.parametrize("k", ["1", "5", "two"])
+def test_a_one_reader_driver_refuses_a_k_it_cannot_train_before_it_trains(k, tmp_path):
+    shim = tmp_path / "latentwire"
+    shim.write_text(f"#!/bin/sh\ntouch {tmp_path}/called\n")
+    shim.chmod(0o755)
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    env = {**os.environ, "READER": "qwen", "K": k, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(bench / "long_reader.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and not (tmp_path / "called").exists()
+    assert done.stderr.strip() == ("K (tokens a position the reader is trained and read at) must be 2, 3 or 4, "
+                                   f"got '{k}'")
