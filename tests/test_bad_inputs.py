@@ -275,27 +275,27 @@ def test_fit_unigram_cli_writes_a_table_the_codings_accept(tiny_dirs, tmp_path, 
 # ---------------------------------------------------------------- bench drivers
 
 
-@pytest.mark.parametrize("driver", ["layer_pool.sh", "wide_lora.sh", "self_kd.sh", "wide_pool.sh", "long_reader.sh"])
-def test_a_one_reader_driver_refuses_an_unknown_reader_before_it_trains(driver, tmp_path):
-    shim = tmp_path / "latentwire"                       # a latentwire that records being called
+def _run_driver(driver: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """bench/<driver> run with `env` and a latentwire that records being called (tmp_path/called)."""
+    shim = tmp_path / "latentwire"
     shim.write_text(f"#!/bin/sh\ntouch {tmp_path}/called\n")
     shim.chmod(0o755)
     bench = Path(__file__).resolve().parents[1] / "bench"
-    env = {**os.environ, "READER": "nope", "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", str(bench / driver)], env=env, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, **env, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    return subprocess.run(["bash", str(bench / driver)], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("driver", ["layer_pool.sh", "wide_lora.sh", "self_kd.sh", "wide_pool.sh", "long_reader.sh"])
+def test_a_one_reader_driver_refuses_an_unknown_reader_before_it_trains(driver, tmp_path):
+    done = _run_driver(driver, tmp_path, READER="nope")
     assert done.returncode == 2 and not (tmp_path / "called").exists()
     assert done.stderr.strip() == "READER must be one of qwen smollm2, got 'nope'"
 
 
 @pytest.mark.parametrize("k", ["1", "5", "two"])
 def test_a_one_reader_driver_refuses_a_k_it_cannot_train_before_it_trains(k, tmp_path):
-    shim = tmp_path / "latentwire"
-    shim.write_text(f"#!/bin/sh\ntouch {tmp_path}/called\n")
-    shim.chmod(0o755)
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    env = {**os.environ, "READER": "qwen", "K": k, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", str(bench / "long_reader.sh")], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = _run_driver("long_reader.sh", tmp_path, READER="qwen", K=k)
     assert done.returncode == 2 and not (tmp_path / "called").exists()
     assert done.stderr.strip() == ("K (tokens a position the reader is trained and read at) must be 2, 3 or 4, "
                                    f"got '{k}'")
