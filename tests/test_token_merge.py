@@ -161,6 +161,26 @@ def test_a_layout_reads_each_group_with_the_merge_for_its_size(table, merge):
         reader(ids[:1, :4], mask[:1, :4], 2, layout=balanced_layout([4], [1]))
 
 
+
+@pytest.mark.parametrize("merge", sorted(MERGES))
+def test_a_short_group_is_read_by_the_next_larger_merge_with_its_missing_members_masked(table, merge):
+    from latentwire.adapters.token_merge import balanced_layout
+
+    ids, mask = _batch()
+    reader = TokenMergeReader(table, merge, ks=(2, 4), layer_pool=merge)
+    for p in reader.parameters():
+        nn.init.normal_(p, std=0.1)         # merges that are not the mean: the right one must be used
+    three, _ = reader(ids[:1, :3], mask[:1, :3], 2, layout=balanced_layout([3], [1]))    # a group of 3: k = 4's
+    at_four, _ = reader(ids[:1, :3], mask[:1, :3], 4)                                    # a context's last 3 at k = 4
+    torch.testing.assert_close(three, at_four)
+    states = torch.randn(1, 2, 4, table.embedding_dim)
+    members = torch.tensor([[[1, 1, 1, 0], [1, 1, 0, 0]]])
+    pooled = reader.pool_states(states, members)
+    torch.testing.assert_close(pooled[0, 0], reader.layer_merges["4"](states[:, :1], members[:, :1])[0, 0])
+    torch.testing.assert_close(pooled[0, 1], reader.layer_merges["2"](states[:, 1:, :2], members[:, 1:, :2])[0, 0])
+    with pytest.raises(ValueError, match="pools groups of \\[2, 4\\] states, not 5"):
+        reader.pool_states(torch.randn(1, 1, 5, table.embedding_dim), torch.ones(1, 1, 5, dtype=torch.long))
+
 def test_the_config_checks_the_merges_the_reader_has():
     from latentwire.adapters.token_merge import LAYER_POOLS
     from latentwire.config import MERGE_NAMES

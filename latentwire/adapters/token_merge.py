@@ -212,8 +212,8 @@ class TokenMergeReader(nn.Module):
 
     def pool_states(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
         """Decoder-layer states in groups [B, M, g, d] with members [B, M, g] (packed from the left) -> one state a
-        group [B, M, d]: the members' mean, or with a learned layer pool, that pool for the group's size (which
-        starts as the mean)."""
+        group [B, M, d]: the members' mean, or with a learned layer pool, the pool of the smallest k at least the
+        group's size (which starts as the mean; a short group's missing members masked)."""
         if not self.layer_merges:
             return masked_mean(groups, members)
         return _by_size(groups, members, lambda size, g, m: self.layer_merges[str(size)](g, m),
@@ -221,8 +221,8 @@ class TokenMergeReader(nn.Module):
                                      f"not {size}", self.ks)
 
     def _read_layout(self, embeds: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """embeds [B, T, d], index [B, M, g] -> each group merged by the merge for its size (one token: its
-        embedding) [B, M, d] and the position mask [B, M]."""
+        """embeds [B, T, d], index [B, M, g] -> each group merged by the merge of the smallest k at least its
+        size (one token: its embedding) [B, M, d] and the position mask [B, M]."""
         groups, members = gather_groups(embeds, index)
         out = _by_size(groups, members, self._merged,
                        lambda size: f"this reader merges groups of {[k for k in self.ks if k > 1]} tokens, "
@@ -233,16 +233,21 @@ class TokenMergeReader(nn.Module):
 def _by_size(groups: torch.Tensor, members: torch.Tensor, merge: Callable, refusal: Callable[[int], str],
              ks: tuple[int, ...]) -> torch.Tensor:
     """groups [B, M, g, d], members [B, M, g] -> [B, M, d]: a group of one member is that member, an empty one
-    0, a larger one `merge(size, groups [1, n, size, d], members [1, n, size])` with the other groups of its
-    size; a size not in `ks` raises ValueError(refusal(size))."""
+    0, a larger one `merge(k, groups [1, n, k, d], members [1, n, k])` with the other groups of its size, k the
+    smallest of `ks` at least its size (a short group, e.g. a context's last at k = 4 with 3 tokens, is read as
+    a group of k with its missing members masked, as the embedding merge reads it); a size above every k
+    raises ValueError(refusal(size))."""
     sizes = members.sum(2)
     out = masked_mean(groups, members)
     for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
-        if size not in ks:
+        k = min((k for k in ks if k >= size), default=None)
+        if k is None:
             raise ValueError(refusal(size))
         at = sizes == size
-        out = out.index_put((at,), merge(size, groups[at][None, :, :size], members[at][None, :, :size])[0]
-                            .to(out.dtype))
+        chosen, present = groups[at][None, :, :size], members[at][None, :, :size]
+        chosen = torch.nn.functional.pad(chosen, (0, 0, 0, k - size))
+        present = torch.nn.functional.pad(present, (0, k - size))
+        out = out.index_put((at,), merge(k, chosen, present)[0].to(out.dtype))
     return out
 
 
