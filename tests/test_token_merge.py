@@ -161,7 +161,6 @@ def test_a_layout_reads_each_group_with_the_merge_for_its_size(table, merge):
         reader(ids[:1, :4], mask[:1, :4], 2, layout=balanced_layout([4], [1]))
 
 
-
 @pytest.mark.parametrize("merge", sorted(MERGES))
 def test_a_short_group_is_read_by_the_next_larger_merge_with_its_missing_members_masked(table, merge):
     from latentwire.adapters.token_merge import balanced_layout
@@ -180,6 +179,7 @@ def test_a_short_group_is_read_by_the_next_larger_merge_with_its_missing_members
     torch.testing.assert_close(pooled[0, 1], reader.layer_merges["2"](states[:, 1:, :2], members[:, 1:, :2])[0, 0])
     with pytest.raises(ValueError, match="pools groups of \\[2, 4\\] states, not 5"):
         reader.pool_states(torch.randn(1, 1, 5, table.embedding_dim), torch.ones(1, 1, 5, dtype=torch.long))
+
 
 def test_the_config_checks_the_merges_the_reader_has():
     from latentwire.adapters.token_merge import LAYER_POOLS

@@ -216,7 +216,7 @@ class TokenMergeReader(nn.Module):
         group's size (which starts as the mean; a short group's missing members masked)."""
         if not self.layer_merges:
             return masked_mean(groups, members)
-        return _by_size(groups, members, lambda size, g, m: self.layer_merges[str(size)](g, m),
+        return _by_size(groups, members, lambda k, g, m: self.layer_merges[str(k)](g, m),
                         lambda size: f"this reader pools groups of {[k for k in self.ks if k > 1]} states, "
                                      f"not {size}", self.ks)
 
@@ -240,7 +240,7 @@ def _by_size(groups: torch.Tensor, members: torch.Tensor, merge: Callable, refus
     sizes = members.sum(2)
     out = masked_mean(groups, members)
     for size in sorted(set(sizes.unique().tolist()) - {0, 1}):
-        k = min((k for k in ks if k >= size), default=None)
+        k = min((trained for trained in ks if trained >= size), default=None)
         if k is None:
             raise ValueError(refusal(size))
         at = sizes == size
