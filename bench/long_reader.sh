@@ -20,7 +20,8 @@
 # and goes on from its committed state (the step it reached; both readers) on a fresh machine so:
 #   READER=qwen CONTINUE_FROM=bench/state/token_reader_k2_L8_long STEPS=1365 bash bench/long_reader.sh \
 #       encoder.pool_hidden=1024 'encoder.ks=[2]'
-# A k = 4 reader from the k = 2 readers (their LoRA and k = 2 pools; the k = 4 merge and pool start as the mean):
+# A k = 4 reader from the k = 2 readers (their LoRA and k = 2 pools; the k = 4 merge and pool start as the mean;
+# the curve's step 0 is that start, written to runs/long_reader/<reader>_k4_start by train.steps=0):
 #   FRESH=adapters.smollm2.reader.merges.4,adapters.smollm2.reader.layer_merges.4
 #   FRESH=$FRESH,adapters.qwen.reader.merges.4,adapters.qwen.reader.layer_merges.4
 #   READER=smollm2 K=4 INIT=bench/state/token_reader_k2_L8_long STEPS=1365 bash bench/long_reader.sh \
@@ -38,6 +39,9 @@ START=(--init "$INIT")
 if [ -n "${CONTINUE_FROM:-}" ]; then   # the curve keeps the steps read on the machine before (its committed JSON)
   START=(--init "$CONTINUE_FROM" --init-step "$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" \
       "$CONTINUE_FROM/state.json")" --keep-earlier)
+elif [ "$K" != 2 ]; then   # INIT reads k = 2 alone: step 0 is the run's start as the trainer builds it (k = K fresh)
+  (STEPS=0; train_k "${OUT}_start" "${POOL[@]}")
+  START=(--init "${OUT}_start")
 fi
 python bench/reader_curve.py --run "$OUT" --config configs/token_reader.yaml --n "$CURVE_N" --every "$EVERY" "${START[@]}" \
     --ks "$K" --methods latent_k --no-text --set receivers="${MODEL[$READER]}" --runs "runs/reader-curve-long-$NAME" \

@@ -77,3 +77,13 @@ def test_sigkill_during_a_checkpoint_write_loses_nothing(tmp_path, tiny_dirs):
         assert torch.allclose(value, resumed[key], atol=1e-6), key
     assert examples_trained(killed / "examples.jsonl") == examples_trained(reference / "examples.jsonl")
     assert not list((killed / "checkpoints").glob(".staging-*"))
+
+
+def test_the_cli_writes_a_run_of_no_steps_as_its_start_checkpoint(tmp_path, tiny_dirs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "start"
+    command = [part if not part.startswith("train.steps=") else "train.steps=0" for part in _command(tiny_dirs, out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert latest_checkpoint(out).name == "step-000000"
+    assert "data: none read" in done.stdout and "trained 0 steps" in done.stdout

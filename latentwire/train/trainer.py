@@ -91,8 +91,11 @@ def examples_trained(path: Path) -> dict[int, list[str]]:
 
 
 def run_summary(out_dir: Path) -> str:
-    """A few lines on what a run skipped: bad data rows, examples that failed alignment, non-finite steps."""
+    """A few lines on what a run skipped: bad data rows, examples that failed alignment, non-finite steps (a run
+    of train.steps = 0 reads no data: one line saying so)."""
     out_dir = Path(out_dir)
+    if not (out_dir / "data_report.json").is_file():
+        return "data: none read (no training step run)"
     report = json.loads((out_dir / "data_report.json").read_text())
     data, alignment = report["data"], report["alignment"]
     lines = [f"data: {data['kept']} rows kept, {data['skipped_total']} skipped {data['skipped'] or ''}".rstrip()]
